@@ -1,0 +1,496 @@
+"""`BlendedModel`: a functional model that blends its heads' losses.
+
+A late-fusion network has one uni-modal head per modality plus one joint
+head. Its training loss is `sum_i w_i * L_i`. The weights `w_i` are
+non-trainable variables of the model itself, read inside `compute_loss`, so a
+callback can change them between epochs without recompiling and without
+retracing the compiled train function; they are saved and restored with the
+model (`.keras`, `save_weights`, `tf.train.Checkpoint`).
+"""
+
+import dataclasses
+import inspect
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+WeightsLike = Union[Mapping[str, float], Sequence[float]]
+
+
+@dataclasses.dataclass
+class FitData:
+    """The training data of the `fit` call in progress (see `BlendedModel`)."""
+
+    x: Any
+    y: Any = None
+    sample_weight: Any = None
+    batch_size: Optional[int] = None
+    validation_split: float = 0.0
+
+
+class _ReducedFunctionLoss(keras.losses.Loss):
+    """Turns a per-sample loss function into a reduced `keras.losses.Loss`."""
+
+    def __init__(self, fn, name=None):
+        super().__init__(name=name or getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def unscale_loss_for_replicas(value):
+    """Undo Keras's `1 / num_replicas` loss scaling under a tf.distribute strategy.
+
+    Keras `Loss` objects divide their result by the number of replicas so that
+    summing gradients across replicas gives the global-batch mean. A value
+    that is *logged* must be multiplied back.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        value = value * ops.cast(replicas, value.dtype)
+    return value
+
+
+def _fresh_metric(metric):
+    """A metric with no shared state: strings and functions as they are,
+    `keras.metrics.Metric` objects re-created from their config."""
+    if isinstance(metric, keras.metrics.Metric):
+        return metric.__class__.from_config(metric.get_config())
+    return metric
+
+
+@keras.saving.register_keras_serializable(package="keras_gblend")
+class BlendedModel(keras.Model):
+    """Functional model with named uni-modal heads, a joint head and blend
+    weights that scale each head's loss.
+
+    Build it like a functional model whose `outputs` is a dict: one entry per
+    modality, named after that modality's input, plus the joint output. The
+    joint output is the model's answer; `predict` returns every head.
+
+    Labels are given once, as for any classifier: `y` (or the `y` of an
+    `(x, y)` dataset) is applied to every head. A dict `{head: labels}` is
+    accepted too. The loss is `sum_i w_i * L_i` with `w_i` read from
+    `blend_weights_variable`; `compile(loss_weights=...)` sets their
+    starting values (default 1.0 each, as in Keras). The per-head losses are
+    logged unweighted as `<head>_loss`.
+
+    Args:
+        inputs: a dict `{modality: keras.Input}` (or any functional inputs).
+        outputs: a dict `{head_name: tensor}` with one uni-modal head per
+            modality and the joint head.
+        joint_output: name of the joint head. Defaults to `"joint"`.
+        name: model name.
+
+    Example:
+
+    ```python
+    a, v = keras.Input((8,), name="audio"), keras.Input((4,), name="video")
+    fa = keras.layers.Dense(16, activation="relu")(a)
+    fv = keras.layers.Dense(16, activation="relu")(v)
+    model = kg.BlendedModel(
+        inputs={"audio": a, "video": v},
+        outputs={
+            "audio": keras.layers.Dense(3, name="audio_head")(fa),
+            "video": keras.layers.Dense(3, name="video_head")(fv),
+            "joint": keras.layers.Dense(3, name="joint")(
+                keras.layers.Concatenate()([fa, fv])),
+        })
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), loss_weights={"audio": .2, "video": .3,
+                                         "joint": .5})
+    ```
+    """
+
+    def __init__(self, *args, **kwargs):
+        # The (*args, **kwargs) signature keeps Keras's functional
+        # serialization path (`get_config`/`from_config`) for this subclass.
+        joint_output = kwargs.pop("joint_output", "joint")
+        super().__init__(*args, **kwargs)
+        outputs = self.output
+        if not isinstance(outputs, dict):
+            raise TypeError(
+                "BlendedModel needs `outputs` to be a dict "
+                "{head_name: tensor}; got "
+                f"{type(outputs).__name__}. Use `kg.as_blended_model` to "
+                "convert a functional model with named outputs."
+            )
+        if joint_output not in outputs:
+            raise ValueError(
+                f"The model has no joint output {joint_output!r}; its outputs "
+                f"are {list(outputs)}. Pass `joint_output=` with the name of "
+                "the head that sees every modality."
+            )
+        modalities = tuple(name for name in outputs if name != joint_output)
+        if not modalities:
+            raise ValueError(
+                "BlendedModel needs at least one uni-modal output besides "
+                f"the joint output {joint_output!r}."
+            )
+        if isinstance(self.input, dict):
+            unmatched = [m for m in modalities if m not in self.input]
+            if unmatched:
+                raise ValueError(
+                    f"Output(s) {unmatched} match no modality: the model's "
+                    f"modalities (its input names) are {list(self.input)}. "
+                    "Name each uni-modal output after its modality's input."
+                )
+        self.joint_output = joint_output
+        self.modalities = modalities
+        self.head_names = modalities + (joint_output,)
+        num_heads = len(self.head_names)
+        self.blend_weights_variable = self.add_weight(
+            shape=(num_heads,),
+            initializer="ones",
+            dtype="float32",
+            trainable=False,
+            name="blend_weights",
+        )
+        # The latest G-Blend estimate, kept on the model so that it is saved,
+        # restored and logged after a resume.
+        self.blend_estimation_epoch = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(-1),
+            dtype="int64",
+            trainable=False,
+            name="blend_estimation_epoch",
+        )
+        self.blend_delta_o = self.add_weight(
+            shape=(num_heads,),
+            initializer=keras.initializers.Constant(np.nan),
+            dtype="float32",
+            trainable=False,
+            name="blend_delta_o",
+        )
+        self.blend_delta_g = self.add_weight(
+            shape=(num_heads,),
+            initializer=keras.initializers.Constant(np.nan),
+            dtype="float32",
+            trainable=False,
+            name="blend_delta_g",
+        )
+        self.head_loss_trackers = [
+            keras.metrics.Mean(name=f"{head}_loss") for head in self.head_names
+        ]
+        self._head_losses = None
+        self._user_loss = None
+        self._user_loss_weights = None
+        self._fit_data = None
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config["joint_output"] = self.joint_output
+        return config
+
+    def get_compile_config(self) -> Dict[str, Any]:
+        config = super().get_compile_config()
+        if config:
+            # Keras recorded loss=None (the blend is ours); restore the
+            # user's arguments so that `load_model` recompiles faithfully.
+            config["loss"] = keras.saving.serialize_keras_object(
+                self._user_loss
+            )
+            config["loss_weights"] = keras.saving.serialize_keras_object(
+                self._user_loss_weights
+            )
+        return config
+
+    @property
+    def loss_argument(self):
+        """The `loss` argument given to `compile` (before per-head copies)."""
+        return self._user_loss
+
+    def compile_from_config(self, config: Dict[str, Any]) -> None:
+        """Recompiles from `get_compile_config()` (used by `load_model`)."""
+        config = keras.saving.deserialize_keras_object(config)
+        # The blend weights are restored with the variables; recompiling must
+        # not reset them to the starting `loss_weights`.
+        current = keras.ops.convert_to_numpy(self.blend_weights_variable)
+        self.compile(**config)
+        self.blend_weights_variable.assign(current)
+        if self.built and self.optimizer is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    # ---------------------------------------------------------- blend weights
+    @property
+    def blend_weights(self) -> Dict[str, float]:
+        """Current blend weights as `{head_name: float}`."""
+        values = keras.ops.convert_to_numpy(self.blend_weights_variable)
+        return {h: float(w) for h, w in zip(self.head_names, values)}
+
+    def set_blend_weights(self, weights: WeightsLike) -> None:
+        """Assigns new blend weights (no recompile, no retrace).
+
+        Args:
+            weights: `{head_name: weight}` covering every head, or a sequence
+                in `head_names` order. Weights must be finite and >= 0.
+        """
+        vector = self._weights_vector(weights, "blend weights")
+        self.blend_weights_variable.assign(vector)
+
+    def _weights_vector(self, weights: WeightsLike, what: str) -> np.ndarray:
+        if isinstance(weights, Mapping):
+            unknown = sorted(set(weights) - set(self.head_names))
+            missing = [h for h in self.head_names if h not in weights]
+            if unknown or missing:
+                raise ValueError(
+                    f"{what} must name every head {list(self.head_names)}; "
+                    f"missing {missing}, unknown {unknown}."
+                )
+            vector = [weights[h] for h in self.head_names]
+        else:
+            vector = list(weights)
+            if len(vector) != len(self.head_names):
+                raise ValueError(
+                    f"{what} has {len(vector)} values but the model has "
+                    f"{len(self.head_names)} heads {list(self.head_names)}."
+                )
+        vector = np.asarray(vector, dtype=np.float32)
+        if not np.all(np.isfinite(vector)) or np.any(vector < 0):
+            raise ValueError(
+                f"{what} must be finite and non-negative, got "
+                f"{dict(zip(self.head_names, vector.tolist()))}."
+            )
+        return vector
+
+    # ---------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights: Optional[WeightsLike] = None,
+        metrics=None,
+        weighted_metrics=None,
+        **kwargs,
+    ):
+        """Configures training like `keras.Model.compile`.
+
+        Args:
+            optimizer: any Keras optimizer or its name.
+            loss: one loss for every head, a dict `{head: loss}` or a list in
+                `head_names` order.
+            loss_weights: starting blend weights (dict or list); `None` keeps
+                the current values (1.0 each on a new model).
+            metrics: a list applied to every head (each head gets its own
+                metric objects), or a dict `{head: [metrics]}`.
+            weighted_metrics: as `metrics`.
+            **kwargs: forwarded to `keras.Model.compile` (`jit_compile`,
+                `steps_per_execution`, `run_eagerly`, ...).
+        """
+        if loss is None:
+            raise ValueError(
+                "BlendedModel.compile needs a `loss` (one for every head or a "
+                f"dict over {list(self.head_names)})."
+            )
+        head_losses = self._losses_per_head(loss)
+        starting_weights = (
+            None
+            if loss_weights is None
+            else self._weights_vector(loss_weights, "`loss_weights`")
+        )
+        super().compile(
+            optimizer=optimizer,
+            loss=None,
+            metrics=self._metrics_per_head(metrics),
+            weighted_metrics=self._metrics_per_head(weighted_metrics),
+            **kwargs,
+        )
+        self._head_losses = head_losses
+        self._user_loss = loss
+        self._user_loss_weights = loss_weights
+        if starting_weights is not None:
+            self.blend_weights_variable.assign(starting_weights)
+
+    def _losses_per_head(self, loss) -> Dict[str, keras.losses.Loss]:
+        if isinstance(loss, Mapping):
+            missing = [h for h in self.head_names if h not in loss]
+            unknown = sorted(set(loss) - set(self.head_names))
+            if missing or unknown:
+                raise ValueError(
+                    f"`loss` dict must name every head {list(self.head_names)};"
+                    f" missing {missing}, unknown {unknown}."
+                )
+            per_head = {h: loss[h] for h in self.head_names}
+        elif isinstance(loss, (list, tuple)):
+            if len(loss) != len(self.head_names):
+                raise ValueError(
+                    f"`loss` list has {len(loss)} entries but the model has "
+                    f"{len(self.head_names)} heads {list(self.head_names)}."
+                )
+            per_head = dict(zip(self.head_names, loss))
+        else:
+            per_head = {h: loss for h in self.head_names}
+        resolved = {}
+        for head, head_loss in per_head.items():
+            if isinstance(head_loss, keras.losses.Loss):
+                # Each head gets its own object: a loss may carry state.
+                head_loss = head_loss.__class__.from_config(
+                    head_loss.get_config()
+                )
+            else:
+                head_loss = keras.losses.get(head_loss)
+                if not isinstance(head_loss, keras.losses.Loss):
+                    head_loss = _ReducedFunctionLoss(head_loss)
+            resolved[head] = head_loss
+        return resolved
+
+    def _metrics_per_head(self, metrics):
+        if metrics is None or isinstance(metrics, Mapping):
+            return metrics
+        if not isinstance(metrics, (list, tuple)):
+            metrics = [metrics]
+        return {h: [_fresh_metric(m) for m in metrics] for h in self.head_names}
+
+    # ------------------------------------------------------------ loss/metrics
+    def labels_per_head(self, y) -> Dict[str, Any]:
+        """Maps the labels of a batch onto every head.
+
+        Args:
+            y: one label tensor for all heads, or a dict `{head: labels}`.
+
+        Returns:
+            dict `{head_name: labels}`.
+        """
+        if y is None:
+            raise ValueError(
+                "BlendedModel needs labels: pass `y` (or `(x, y)` batches)."
+            )
+        if isinstance(y, Mapping):
+            missing = [h for h in self.head_names if h not in y]
+            if missing:
+                raise ValueError(
+                    f"Labels dict has no entry for head(s) {missing}; it has "
+                    f"{list(y)}. Pass one label tensor for all heads or a "
+                    "dict covering every head."
+                )
+            return {h: y[h] for h in self.head_names}
+        return {h: y for h in self.head_names}
+
+    def compute_head_losses(self, y, y_pred, sample_weight=None):
+        """Unweighted per-head losses, each as Keras returns it.
+
+        Under a tf.distribute strategy each value carries Keras's
+        `1 / num_replicas` factor; see `unscale_loss_for_replicas`.
+
+        Returns:
+            list of float32 scalars in `head_names` order.
+        """
+        if self._head_losses is None:
+            raise RuntimeError("Compile the model before computing losses.")
+        labels = self.labels_per_head(y)
+        values = []
+        for head in self.head_names:
+            head_weight = (
+                sample_weight.get(head)
+                if isinstance(sample_weight, Mapping)
+                else sample_weight
+            )
+            value = self._head_losses[head](
+                labels[head], y_pred[head], head_weight
+            )
+            values.append(ops.cast(value, "float32"))
+        return values
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """`sum_i w_i * L_i` plus regularization losses.
+
+        Records each unweighted `L_i` in its `<head>_loss` tracker.
+        """
+        del x, training
+        head_losses = self.compute_head_losses(y, y_pred, sample_weight)
+        batch_size = ops.shape(next(iter(y_pred.values())))[0]
+        for tracker, value in zip(self.head_loss_trackers, head_losses):
+            tracker.update_state(
+                unscale_loss_for_replicas(value), sample_weight=batch_size
+            )
+        weights = ops.convert_to_tensor(self.blend_weights_variable)
+        total = ops.sum(ops.stack(head_losses) * weights)
+        for extra in self.losses:
+            total = total + ops.cast(ops.sum(extra), "float32")
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(
+            x, self.labels_per_head(y), y_pred, sample_weight=sample_weight
+        )
+
+    # -------------------------------------------------------------------- fit
+    @property
+    def current_fit_data(self) -> Optional[FitData]:
+        """The training data of the `fit` call in progress, else `None`.
+
+        `GBlendCallback` trains its estimation clones on it.
+        """
+        return self._fit_data
+
+    def fit(self, *args, **kwargs):
+        bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
+        arguments = bound.arguments
+        self._fit_data = FitData(
+            x=arguments.get("x"),
+            y=arguments.get("y"),
+            sample_weight=arguments.get("sample_weight"),
+            batch_size=arguments.get("batch_size"),
+            validation_split=arguments.get("validation_split") or 0.0,
+        )
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self._fit_data = None
+
+
+def as_blended_model(
+    model: keras.Model,
+    joint_output: str = "joint",
+    output_modalities: Optional[Mapping[str, str]] = None,
+) -> BlendedModel:
+    """Wraps a functional model with named outputs into a `BlendedModel`.
+
+    The new model shares the original's layers and variables.
+
+    Args:
+        model: functional model whose outputs are named per modality (a dict
+            of outputs, or output layers named after the modalities) plus a
+            joint output.
+        joint_output: name of the joint output.
+        output_modalities: optional `{output_name: modality}` renaming, for
+            models whose output layers cannot share their modality input's
+            name (Keras needs unique layer names).
+
+    Returns:
+        A `BlendedModel` over the same graph.
+
+    Example:
+
+    ```python
+    blended = kg.as_blended_model(
+        my_functional_model, joint_output="fused",
+        output_modalities={"audio_logits": "audio", "video_logits": "video"})
+    ```
+    """
+    if isinstance(model, BlendedModel):
+        return model
+    outputs = model.output
+    if not isinstance(outputs, dict):
+        outputs = dict(zip(model.output_names, model.outputs))
+    if output_modalities:
+        unknown = sorted(set(output_modalities) - set(outputs))
+        if unknown:
+            raise ValueError(
+                f"`output_modalities` names unknown output(s) {unknown}; the "
+                f"model's outputs are {list(outputs)}."
+            )
+        outputs = {output_modalities.get(k, k): v for k, v in outputs.items()}
+    return BlendedModel(
+        inputs=model.input,
+        outputs=outputs,
+        joint_output=joint_output,
+        name=model.name,
+    )

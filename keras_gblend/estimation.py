@@ -1,0 +1,329 @@
+"""Gradient-Blending weight estimation (Algorithm 1, `GB_Estimate`).
+
+For each head, a clone of the model initialised from its current weights is
+trained for `epochs` on that head's loss alone, with a fresh optimizer of the
+same configuration. The head's loss (or error) on the holdout `V` and on a
+train subset `T'` is measured before and after; from them `delta_o`,
+`delta_g`, OGR and the blend `w_i = delta_g_i / delta_o_i**2 / Z` follow.
+
+Uni-modal heads of a late-fusion network depend on disjoint variables, so
+training the *sum* of their losses trains each one exactly as if alone: all
+uni-modal heads share one clone run and the joint head gets a second. At
+most one clone is alive at a time; the real model and its optimizer are only
+read.
+"""
+
+import dataclasses
+import gc
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_gblend import head_graph, input_data, ogr
+from keras_gblend.blended_model import BlendedModel
+from keras_gblend.holdout import validate_holdout
+
+METRICS = ("loss", "accuracy")
+
+
+@dataclasses.dataclass
+class BlendEstimate:
+    """Result of one G-Blend estimation.
+
+    Attributes:
+        head_names: heads, in model order.
+        weights: blend weights (sum to 1); `None` when no head improved on
+            the holdout and the caller asked to keep its weights.
+        delta_o: change in overfitting per head.
+        delta_g: generalization gain per head.
+        ogr: `|delta_o / delta_g|` per head.
+        train_start, holdout_start, train_end, holdout_end: the measured
+            losses (or errors) on `T'` and `V` before and after training.
+        metric: `"loss"` or `"accuracy"` (measured as error `1 - acc`).
+        fused: whether uni-modal heads were trained in one clone run.
+    """
+
+    head_names: Tuple[str, ...]
+    weights: Optional[np.ndarray]
+    delta_o: np.ndarray
+    delta_g: np.ndarray
+    ogr: np.ndarray
+    train_start: np.ndarray
+    holdout_start: np.ndarray
+    train_end: np.ndarray
+    holdout_end: np.ndarray
+    metric: str
+    fused: bool
+
+    def weights_dict(self) -> Optional[Dict[str, float]]:
+        """`{head: weight}`, or `None` (see `weights`)."""
+        if self.weights is None:
+            return None
+        return dict(zip(self.head_names, self.weights.tolist()))
+
+    def as_logs(self) -> Dict[str, float]:
+        """Flat `{"gblend/<figure>/<head>": value}` for Keras logs."""
+        logs = {}
+        for figure in ("delta_o", "delta_g", "ogr"):
+            values = getattr(self, figure)
+            for head, value in zip(self.head_names, values):
+                logs[f"gblend/{figure}/{head}"] = float(value)
+        return logs
+
+
+class _NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops an estimation clone's training on a non-finite loss."""
+
+    def __init__(self, heads):
+        super().__init__()
+        self.heads = list(heads)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("loss")
+        if value is not None and not math.isfinite(float(value)):
+            raise FloatingPointError(
+                f"Non-finite loss ({float(value)}) while estimating blend "
+                f"weights for head(s) {self.heads} at estimation epoch "
+                f"{epoch + 1}. The model and its weights are unchanged; lower "
+                "the learning rate or the estimation epochs."
+            )
+
+
+def fresh_optimizer(optimizer) -> keras.optimizers.Optimizer:
+    """A new optimizer with the same configuration and no state."""
+    return keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+
+
+def _layers_recursively(layer):
+    yield layer
+    for child in getattr(layer, "layers", ()):
+        yield from _layers_recursively(child)
+
+
+def clone_blended_model(model: BlendedModel, custom_objects=None):
+    """A new `BlendedModel` with the same graph and a copy of the weights,
+    built in the model's distribution strategy scope."""
+    with model.distribute_strategy.scope():
+        with keras.saving.custom_object_scope(custom_objects or {}):
+            clone = model.__class__.from_config(model.get_config())
+        clone.set_weights(model.get_weights())
+    # Layers that cache tensors derived from their variables (e.g. an adapted
+    # `Normalization`) refresh them here, as `load_model` does.
+    for layer in _layers_recursively(clone):
+        finalize_state = getattr(layer, "finalize_state", None)
+        if finalize_state is not None:
+            finalize_state()
+    return clone
+
+
+def _compile_clone(model, clone, train_heads, metric):
+    mask = {h: float(h in train_heads) for h in model.head_names}
+    with model.distribute_strategy.scope():
+        clone.compile(
+            optimizer=fresh_optimizer(model.optimizer),
+            loss=model.loss_argument,
+            loss_weights=mask,
+            metrics=["accuracy"] if metric == "accuracy" else None,
+            jit_compile=model.jit_compile,
+            run_eagerly=model.run_eagerly,
+        )
+
+
+def _measure(clone, dataset, heads, metric) -> np.ndarray:
+    results = clone.evaluate(dataset, return_dict=True, verbose=0)
+    values = []
+    for head in heads:
+        if metric == "loss":
+            values.append(results[f"{head}_loss"])
+        else:
+            values.append(1.0 - results[f"{head}_accuracy"])
+    values = np.asarray(values, dtype=np.float64)
+    bad = [h for h, v in zip(heads, values) if not np.isfinite(v)]
+    if bad:
+        raise FloatingPointError(
+            f"Non-finite {metric} for head(s) {bad} while estimating blend "
+            "weights. The model and its weights are unchanged."
+        )
+    return values
+
+
+def _train_subset(train, train_subset, fraction, batch_size, seed):
+    if train_subset is not None:
+        return input_data.dataset_factory(train_subset, batch_size)()
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(
+            f"`train_subset_fraction` must be in (0, 1], got {fraction}."
+        )
+    if isinstance(train, tf.data.Dataset):
+        batches = input_data.dataset_factory(train, batch_size)()
+        count = int(batches.cardinality())
+        if count < 0:
+            raise ValueError(
+                "The training dataset has unknown length; pass "
+                "`train_subset=` (the train subset T') explicitly."
+            )
+        # Cached, so that T' is the same set at both checkpoints.
+        return batches.take(max(1, int(round(fraction * count)))).cache()
+    x, y, sample_weight = input_data.split_arrays(train)
+    size = input_data.num_examples(x)
+    rows = np.sort(
+        np.random.default_rng(seed).permutation(size)[
+            : max(1, int(round(fraction * size)))
+        ]
+    )
+    subset = (input_data.take_rows(x, rows), np.asarray(y)[rows])
+    return input_data.dataset_factory(subset, batch_size)()
+
+
+def estimation_groups(model: BlendedModel, fused: Optional[bool]):
+    """Heads trained together in one clone run.
+
+    `fused=None` fuses the uni-modal heads when they share no variable;
+    `fused=True` requires it; `fused=False` trains every head alone.
+    """
+    if fused is None:
+        fused = head_graph.heads_are_disjoint(model, model.modalities)
+    elif fused and not head_graph.heads_are_disjoint(model, model.modalities):
+        raise ValueError(
+            "`fused=True` needs uni-modal heads with disjoint variables, but "
+            f"heads {list(model.modalities)} share variables."
+        )
+    if fused:
+        return [tuple(model.modalities), (model.joint_output,)], True
+    return [(head,) for head in model.head_names], False
+
+
+def estimate_blend_weights(
+    model: BlendedModel,
+    train,
+    holdout,
+    epochs: int = 5,
+    metric: str = "loss",
+    train_subset=None,
+    train_subset_fraction: float = 0.25,
+    batch_size: Optional[int] = None,
+    fused: Optional[bool] = None,
+    seed: int = 0,
+    min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
+    on_no_generalization: str = "raise",
+    verbose: int = 0,
+    custom_objects=None,
+) -> BlendEstimate:
+    """Estimates G-Blend weights from the model's current weights.
+
+    Args:
+        model: a compiled `BlendedModel`; only read.
+        train: training data `T`: `(x, y)` arrays or a batched dataset.
+        holdout: holdout `V`, same forms as `train`.
+        epochs: epochs `n` each clone trains.
+        metric: `"loss"` or `"accuracy"` (then OGR uses error `1 - acc`).
+        train_subset: the train subset `T'`; default: a random
+            `train_subset_fraction` of `train` (the first batches of a
+            dataset), fixed for both checkpoints.
+        train_subset_fraction: size of the default `T'`.
+        batch_size: batch size for array inputs (default 32).
+        fused: see `estimation_groups`.
+        seed: shuffle seed for array inputs and `T'` sampling.
+        min_delta_o: floor for `delta_o` (see `keras_gblend.ogr`).
+        on_no_generalization: when no head improved on the holdout:
+            `"raise"` a `NoGeneralizationError`, or `"keep"`: return the
+            measured figures with `weights=None`.
+        verbose: verbosity of the clones' `fit`.
+        custom_objects: custom layers needed to clone the model.
+
+    Returns:
+        A `BlendEstimate`.
+
+    Raises:
+        ValueError: bad arguments, an invalid holdout, or an uncompiled model;
+            raised before any training.
+        FloatingPointError: a non-finite loss during estimation.
+        keras_gblend.ogr.NoGeneralizationError: no head improved on `V`
+            (with `on_no_generalization="raise"`).
+
+    Example:
+
+    ```python
+    estimate = kg.estimate_blend_weights(model, (x, y), holdout, epochs=3)
+    model.set_blend_weights(estimate.weights_dict())
+    ```
+    """
+    if not isinstance(model, BlendedModel):
+        raise TypeError(
+            "estimate_blend_weights needs a `kg.BlendedModel`; wrap a "
+            "functional model with `kg.as_blended_model`."
+        )
+    if not model.compiled or model.optimizer is None:
+        raise ValueError("Compile the model before estimating blend weights.")
+    if metric not in METRICS:
+        raise ValueError(f"`metric` must be one of {METRICS}, got {metric!r}.")
+    if on_no_generalization not in ("raise", "keep"):
+        raise ValueError(
+            "`on_no_generalization` must be 'raise' or 'keep', got "
+            f"{on_no_generalization!r}."
+        )
+    if int(epochs) < 1:
+        raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
+    validate_holdout(holdout)
+    groups, fused = estimation_groups(model, fused)
+    make_train = input_data.dataset_factory(train, batch_size, seed)
+    holdout_ds = input_data.dataset_factory(holdout, batch_size)()
+    subset_ds = _train_subset(
+        train, train_subset, train_subset_fraction, batch_size, seed
+    )
+
+    heads = list(model.head_names)
+    end_train, end_holdout = {}, {}
+    start_train = start_holdout = None
+    for group in groups:
+        clone = clone_blended_model(model, custom_objects)
+        _compile_clone(model, clone, group, metric)
+        if start_train is None:
+            start_train = _measure(clone, subset_ds, heads, metric)
+            start_holdout = _measure(clone, holdout_ds, heads, metric)
+        clone.fit(
+            make_train(),
+            epochs=int(epochs),
+            shuffle=False,  # arrays are shuffled, seeded, in the dataset
+            verbose=verbose,
+            callbacks=[_NonFiniteLossGuard(group)],
+        )
+        for head, value in zip(group, _measure(clone, subset_ds, group, metric)):
+            end_train[head] = value
+        for head, value in zip(
+            group, _measure(clone, holdout_ds, group, metric)
+        ):
+            end_holdout[head] = value
+        del clone
+        gc.collect()
+
+    train_end = np.asarray([end_train[h] for h in heads])
+    holdout_end = np.asarray([end_holdout[h] for h in heads])
+    delta_o = ogr.delta_overfitting(
+        start_holdout, start_train, holdout_end, train_end
+    )
+    delta_g = ogr.delta_generalization(start_holdout, holdout_end)
+    try:
+        weights = ogr.blend_weights(
+            delta_g, delta_o, min_delta_o=min_delta_o, head_names=heads
+        )
+    except ogr.NoGeneralizationError:
+        if on_no_generalization == "raise":
+            raise
+        weights = None
+    return BlendEstimate(
+        head_names=tuple(heads),
+        weights=weights,
+        delta_o=delta_o,
+        delta_g=delta_g,
+        ogr=ogr.overfitting_to_generalization_ratio(delta_o, delta_g),
+        train_start=start_train,
+        holdout_start=start_holdout,
+        train_end=train_end,
+        holdout_end=holdout_end,
+        metric=metric,
+        fused=fused,
+    )

@@ -1,0 +1,130 @@
+"""Turning the data users hand us into `tf.data` pipelines.
+
+Accepted forms, everywhere in the library:
+
+- a tuple `(x, y)` or `(x, y, sample_weight)` of numpy arrays, where `x` may
+  be a dict `{modality: array}`;
+- a `tf.data.Dataset` yielding `(x, y)` (or `(x, y, sample_weight)`)
+  elements, batched or not.
+"""
+
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def is_batched(dataset: tf.data.Dataset) -> bool:
+    """Whether `dataset` yields batches: its elements' leading dimension is
+    unknown (`None`), as after `.batch()` without `drop_remainder`."""
+    flat = tf.nest.flatten(dataset.element_spec)
+    return bool(flat) and flat[0].shape.rank not in (None, 0) and (
+        flat[0].shape[0] is None
+    )
+
+
+def batch_size_of(dataset: tf.data.Dataset) -> int:
+    """The size of the first batch of a batched dataset."""
+    for element in dataset.take(1):
+        return int(tf.shape(tf.nest.flatten(element)[0])[0])
+    raise ValueError("The dataset is empty.")
+
+
+def split_arrays(data) -> Tuple[Any, Any, Any]:
+    """Unpacks `(x, y)` or `(x, y, sample_weight)`."""
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise TypeError(
+            "Expected an `(x, y)` or `(x, y, sample_weight)` tuple of arrays "
+            f"or a tf.data.Dataset; got {type(data).__name__}."
+        )
+    x, y = data[0], data[1]
+    sample_weight = data[2] if len(data) == 3 else None
+    return x, y, sample_weight
+
+
+def num_examples(x) -> int:
+    """Number of rows of an array or of a dict/list of arrays (all equal)."""
+    sizes = {len(a) for a in tf.nest.flatten(x)}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"Inputs have different numbers of rows: {sorted(sizes)}."
+        )
+    return sizes.pop()
+
+
+def take_rows(tree, indices):
+    """Selects `indices` from every array in a nested structure."""
+    return tf.nest.map_structure(lambda a: np.asarray(a)[indices], tree)
+
+
+def dataset_factory(
+    data, batch_size: Optional[int] = None, shuffle_seed: Optional[int] = None
+) -> Callable[[], tf.data.Dataset]:
+    """A function returning a fresh batched dataset over `data` each call.
+
+    Fresh datasets built from arrays with the same seed iterate in the same
+    order, which is what makes fused and separate estimations comparable.
+
+    Args:
+        data: arrays tuple or `tf.data.Dataset` (see module docstring).
+        batch_size: batch size for arrays and unbatched datasets (default
+            32). Ignored for batched datasets.
+        shuffle_seed: shuffle arrays each epoch with this seed; `None` keeps
+            their order. Datasets are never reshuffled here.
+
+    Returns:
+        A zero-argument callable returning a `tf.data.Dataset`.
+    """
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    if isinstance(data, tf.data.Dataset):
+        if is_batched(data):
+            return lambda: data
+        return lambda: data.batch(batch_size)
+    x, y, sample_weight = split_arrays(data)
+    if y is None:
+        raise ValueError("The data has no labels (`y` is None).")
+    elements = (x, y) if sample_weight is None else (x, y, sample_weight)
+    size = num_examples(x)
+
+    def make():
+        dataset = tf.data.Dataset.from_tensor_slices(elements)
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(
+                size, seed=shuffle_seed, reshuffle_each_iteration=True
+            )
+        return dataset.batch(batch_size)
+
+    return make
+
+
+def labels_of(data) -> np.ndarray:
+    """All labels of `data` as a numpy array (iterates a dataset once)."""
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not isinstance(spec, tuple) or len(spec) < 2:
+            raise ValueError(
+                "The dataset yields no labels: its elements must be (x, y) "
+                f"or (x, y, sample_weight); element_spec={spec}."
+            )
+        batches = [
+            np.asarray(y) for y in data.map(lambda *element: element[1])
+        ]
+        if not batches:
+            return np.zeros((0,))
+        if is_batched(data):
+            return np.concatenate(batches)
+        return np.stack(batches)
+    _, y, _ = split_arrays(data)
+    if y is None:
+        raise ValueError("The data has no labels (`y` is None).")
+    return np.asarray(y)
+
+
+def class_ids(labels: np.ndarray) -> np.ndarray:
+    """Class indices from sparse (`(n,)` / `(n, 1)`) or one-hot labels."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        return labels.argmax(axis=1)
+    return labels.reshape(len(labels))

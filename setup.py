@@ -1,0 +1,37 @@
+"""Setup for keras_gblend."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(name):
+    with open(os.path.join(HERE, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+setup(
+    name="keras_gblend",
+    version="0.1.0",
+    description=(
+        "Gradient-Blending and OGM-GE for multimodal Keras 3 classifiers."
+    ),
+    long_description=read("README.md"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_gblend", "keras_gblend.*"]),
+    package_data={"keras_gblend.datasets": ["data/*.npz", "data/*.md"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15",
+        "numpy",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest"],
+    },
+)

@@ -1,0 +1,67 @@
+"""Shared fixtures: small two-modality problems and models."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import keras_gblend as kg  # noqa: E402
+
+NUM_CLASSES = 3
+
+
+def toy_data(n=96, seed=0, noise=0.3):
+    """Modality `a` carries the class; `v` is mostly noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % NUM_CLASSES
+    rng.shuffle(y)
+    centers_a = rng.normal(size=(NUM_CLASSES, 6)) * 2.0
+    centers_v = rng.normal(size=(NUM_CLASSES, 4)) * 0.2
+    x = {
+        "a": (centers_a[y] + noise * rng.normal(size=(n, 6))).astype("float32"),
+        "v": (centers_v[y] + rng.normal(size=(n, 4))).astype("float32"),
+    }
+    return x, y.astype("int32")
+
+
+def toy_model(seed=0, fusion="concat", hidden=8):
+    keras.utils.set_random_seed(seed)
+    encoders = {
+        "a": keras.Sequential(
+            [keras.Input((6,)), keras.layers.Dense(hidden, activation="relu")],
+            name="enc_a",
+        ),
+        "v": keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(hidden, activation="relu")],
+            name="enc_v",
+        ),
+    }
+    return kg.late_fusion_model(encoders, NUM_CLASSES, fusion=fusion)
+
+
+def sparse_ce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def compiled_toy_model(optimizer=None, seed=0, **compile_kwargs):
+    model = toy_model(seed=seed)
+    model.compile(
+        optimizer=optimizer or keras.optimizers.SGD(0.1),
+        loss=sparse_ce(),
+        **compile_kwargs,
+    )
+    return model
+
+
+def numpy_sparse_ce(logits, labels):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+@pytest.fixture
+def data():
+    return toy_data()

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from keras_gblend import ogr
+
+
+def test_overfitting_and_deltas_match_hand_computation():
+    assert ogr.overfitting(1.5, 1.0) == pytest.approx(0.5)
+    # O_N = 1.2 - 1.0 = 0.2 ; O_N+n = 1.1 - 0.6 = 0.5 -> delta_o = 0.3
+    assert ogr.delta_overfitting(1.2, 1.0, 1.1, 0.6) == pytest.approx(0.3)
+    assert ogr.delta_generalization(1.2, 1.1) == pytest.approx(0.1)
+    np.testing.assert_allclose(
+        ogr.overfitting_to_generalization_ratio([0.3, -0.2], [0.1, 0.4]),
+        [3.0, 0.5],
+    )
+    assert ogr.overfitting_to_generalization_ratio([0.1], [0.0])[0] == np.inf
+
+
+def test_blend_weights_hand_computation():
+    weights = ogr.blend_weights(delta_g=[0.2, 0.1, 0.3], delta_o=[0.1, 0.1, 0.2])
+    # 0.2/0.01 = 20, 0.1/0.01 = 10, 0.3/0.04 = 7.5 ; Z = 37.5
+    np.testing.assert_allclose(weights, [20 / 37.5, 10 / 37.5, 7.5 / 37.5])
+    assert weights.sum() == pytest.approx(1.0)
+    assert isinstance(weights, np.ndarray)
+
+
+def test_head_without_generalization_gets_zero_weight():
+    weights = ogr.blend_weights(delta_g=[0.2, -0.1, 0.0], delta_o=[0.1, 0.1, 0.1])
+    np.testing.assert_allclose(weights, [1.0, 0.0, 0.0])
+
+
+def test_tiny_or_negative_overfitting_is_floored():
+    weights = ogr.blend_weights(
+        delta_g=[0.1, 0.1, 0.1], delta_o=[-0.5, 1e-9, 0.02], min_delta_o=0.01
+    )
+    # effective delta_o: 0.01, 0.01, 0.02 -> 1000, 1000, 250 ; Z = 2250
+    np.testing.assert_allclose(weights, [1000 / 2250, 1000 / 2250, 250 / 2250])
+    assert np.all(np.isfinite(weights))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_raises_naming_the_head(bad):
+    with pytest.raises(ValueError, match="video"):
+        ogr.blend_weights(
+            [0.1, bad, 0.2], [0.1, 0.1, 0.1], head_names=["audio", "video", "joint"]
+        )
+    with pytest.raises(ValueError, match="delta_o"):
+        ogr.blend_weights([0.1, 0.1], [bad, 0.1])
+
+
+def test_no_head_generalizes_raises():
+    with pytest.raises(ogr.NoGeneralizationError):
+        ogr.blend_weights([-0.1, 0.0], [0.1, 0.1])
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError, match="heads"):
+        ogr.blend_weights([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="non-empty"):
+        ogr.blend_weights([], [])
+    with pytest.raises(ValueError, match="min_delta_o"):
+        ogr.blend_weights([0.1], [0.1], min_delta_o=0.0)
+
+
+def test_correlated_blend_with_diagonal_covariance_equals_independent_blend():
+    delta_g = np.array([0.2, 0.1, 0.3])
+    delta_o = np.array([0.1, 0.15, 0.2])
+    np.testing.assert_allclose(
+        ogr.blend_weights_correlated(delta_g, np.diag(delta_o**2)),
+        ogr.blend_weights(delta_g, delta_o),
+    )
+
+
+def test_correlated_blend_hand_computation():
+    sigma = np.array([[2.0, 1.0], [1.0, 2.0]])
+    # inverse = [[2, -1], [-1, 2]] / 3
+    np.testing.assert_allclose(
+        ogr.blend_weights_correlated([1.0, 1.0], sigma), [0.5, 0.5]
+    )
+    # sigma^-1 [1, 0] = [2/3, -1/3]
+    np.testing.assert_allclose(
+        ogr.blend_weights_correlated([1.0, 0.0], sigma, nonnegative=False),
+        [2.0, -1.0],
+    )
+    np.testing.assert_allclose(
+        ogr.blend_weights_correlated([1.0, 0.0], sigma), [1.0, 0.0]
+    )
+
+
+def test_correlated_blend_errors():
+    with pytest.raises(ValueError, match="singular"):
+        ogr.blend_weights_correlated([1.0, 1.0], np.ones((2, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        ogr.blend_weights_correlated([1.0, 1.0], np.eye(3))
+    with pytest.raises(ogr.NoGeneralizationError):
+        ogr.blend_weights_correlated([-1.0, -1.0], np.eye(2))
