@@ -27,6 +27,7 @@ setup(
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",
         "keras>=3.15",
         "numpy",
         "absl-py",

@@ -170,7 +170,7 @@ def _train_subset(train, train_subset, fraction, batch_size, seed):
     x, y, sample_weight = input_data.split_arrays(train)
     size = input_data.num_examples(x)
     rows = np.sort(
-        np.random.default_rng(seed).permutation(size)[
+        np.random.default_rng(0 if seed is None else seed).permutation(size)[
             : max(1, int(round(fraction * size)))
         ]
     )
@@ -206,7 +206,7 @@ def estimate_blend_weights(
     train_subset_fraction: float = 0.25,
     batch_size: Optional[int] = None,
     fused: Optional[bool] = None,
-    seed: int = 0,
+    seed: Optional[int] = 0,
     min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
     on_no_generalization: str = "raise",
     verbose: int = 0,
@@ -226,7 +226,8 @@ def estimate_blend_weights(
         train_subset_fraction: size of the default `T'`.
         batch_size: batch size for array inputs (default 32).
         fused: see `estimation_groups`.
-        seed: shuffle seed for array inputs and `T'` sampling.
+        seed: shuffle seed for array inputs (`None`: keep their order) and
+            for sampling `T'`.
         min_delta_o: floor for `delta_o` (see `keras_gblend.ogr`).
         on_no_generalization: when no head improved on the holdout:
             `"raise"` a `NoGeneralizationError`, or `"keep"`: return the

@@ -1,0 +1,167 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_gblend as kg
+from keras_gblend import estimation
+from conftest import compiled_toy_model, toy_data
+
+
+def _split(seed=0):
+    x, y = toy_data(n=120, seed=seed)
+    return kg.split_holdout((x, y), fraction=0.25, seed=0)
+
+
+def _state(model):
+    weights = [w.copy() for w in model.get_weights()]
+    optimizer = [np.array(v.numpy()) for v in model.optimizer.variables]
+    return weights, optimizer
+
+
+def test_estimation_leaves_model_and_optimizer_bit_identical():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05, momentum=0.9))
+    model.fit(*train, epochs=1, verbose=0)  # optimizer state is non-trivial
+    before = _state(model)
+    estimate = kg.estimate_blend_weights(model, train, holdout, epochs=2)
+    after = _state(model)
+    for b, a in zip(before[0] + before[1], after[0] + after[1]):
+        assert b.tobytes() == a.tobytes()
+    assert estimate.weights.sum() == pytest.approx(1.0)
+    assert estimate.fused
+
+
+def test_fused_unimodal_estimation_equals_separate_estimation():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    fused = kg.estimate_blend_weights(model, train, holdout, epochs=2, fused=True)
+    separate = kg.estimate_blend_weights(
+        model, train, holdout, epochs=2, fused=False
+    )
+    assert fused.fused and not separate.fused
+    for field in ("train_end", "holdout_end", "delta_o", "delta_g", "weights"):
+        np.testing.assert_allclose(
+            getattr(fused, field), getattr(separate, field), rtol=1e-5, atol=1e-6
+        )
+    # The heads really trained: their holdout loss moved.
+    assert np.all(np.abs(fused.delta_g) > 1e-3)
+
+
+def test_informative_modality_gets_more_weight_than_noise():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    estimate = kg.estimate_blend_weights(model, train, holdout, epochs=3)
+    weights = estimate.weights_dict()
+    delta_g = dict(zip(estimate.head_names, estimate.delta_g))
+    assert delta_g["a"] > delta_g["v"]
+    assert weights["a"] > weights["v"]
+    logs = estimate.as_logs()
+    assert logs["gblend/delta_g/a"] == pytest.approx(delta_g["a"])
+    assert set(logs) == {
+        f"gblend/{f}/{h}" for f in ("delta_o", "delta_g", "ogr") for h in "a v joint".split()
+    }
+
+
+def test_accuracy_metric_uses_error():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    estimate = kg.estimate_blend_weights(
+        model, train, holdout, epochs=2, metric="accuracy"
+    )
+    for values in (estimate.holdout_start, estimate.holdout_end, estimate.train_end):
+        assert np.all((values >= 0) & (values <= 1))
+    # Error on V before any estimation training equals 1 - model accuracy.
+    logits = model.predict(holdout[0], verbose=0)
+    for head, error in zip(estimate.head_names, estimate.holdout_start):
+        accuracy = (logits[head].argmax(1) == holdout[1]).mean()
+        assert error == pytest.approx(1 - accuracy, abs=1e-6)
+
+
+def test_estimation_from_a_dataset_matches_arrays_of_the_same_order():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    import tensorflow as tf
+
+    train_ds = tf.data.Dataset.from_tensor_slices(train).batch(16)
+    holdout_ds = tf.data.Dataset.from_tensor_slices(holdout).batch(16)
+    subset = (
+        {k: v[:32] for k, v in train[0].items()},
+        train[1][:32],
+    )
+    from_ds = kg.estimate_blend_weights(
+        model, train_ds, holdout_ds, epochs=1, train_subset=subset, batch_size=16
+    )
+    from_arrays = kg.estimate_blend_weights(
+        model,
+        train,
+        holdout,
+        epochs=1,
+        train_subset=subset,
+        batch_size=16,
+        seed=None,
+    )
+    np.testing.assert_allclose(from_ds.delta_g, from_arrays.delta_g, rtol=1e-5)
+
+
+def test_bad_holdouts_fail_before_training():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    before = _state(model)
+    x_h, y_h = holdout
+    cases = {
+        "no labels": (x_h, None),
+        "empty": ({k: v[:0] for k, v in x_h.items()}, y_h[:0]),
+        "single class": (x_h, np.zeros_like(y_h)),
+    }
+    for problem, bad in cases.items():
+        with pytest.raises(ValueError, match=problem):
+            kg.estimate_blend_weights(model, train, bad, epochs=1)
+    for b, a in zip(before[0], _state(model)[0]):
+        assert b.tobytes() == a.tobytes()
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_non_finite_loss_raises_and_leaves_model_unchanged():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(1e12))
+    before = _state(model)
+    with pytest.raises(FloatingPointError, match="Non-finite"):
+        kg.estimate_blend_weights(model, train, holdout, epochs=2)
+    for b, a in zip(before[0], _state(model)[0]):
+        assert b.tobytes() == a.tobytes()
+
+
+def test_argument_errors():
+    train, holdout = _split()
+    model = compiled_toy_model()
+    with pytest.raises(ValueError, match="metric"):
+        kg.estimate_blend_weights(model, train, holdout, metric="f1")
+    with pytest.raises(ValueError, match="epochs"):
+        kg.estimate_blend_weights(model, train, holdout, epochs=0)
+    with pytest.raises(TypeError, match="BlendedModel"):
+        kg.estimate_blend_weights(keras.Sequential(), train, holdout)
+    uncompiled = compiled_toy_model().__class__.from_config(model.get_config())
+    with pytest.raises(ValueError, match="Compile"):
+        kg.estimate_blend_weights(uncompiled, train, holdout)
+
+
+def test_shared_unimodal_variables_fall_back_to_separate_runs():
+    a = keras.Input((6,), name="a")
+    v = keras.Input((6,), name="v")
+    shared = keras.layers.Dense(4, name="shared")
+    fa, fv = shared(a), shared(v)
+    model = kg.BlendedModel(
+        inputs={"a": a, "v": v},
+        outputs={
+            "a": keras.layers.Dense(3, name="ha")(fa),
+            "v": keras.layers.Dense(3, name="hv")(fv),
+            "joint": keras.layers.Dense(3, name="joint")(
+                keras.layers.Concatenate()([fa, fv])
+            ),
+        },
+    )
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    groups, fused = estimation.estimation_groups(model, None)
+    assert not fused and groups == [("a",), ("v",), ("joint",)]
+    with pytest.raises(ValueError, match="share variables"):
+        estimation.estimation_groups(model, True)

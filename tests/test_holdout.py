@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_gblend as kg
+from keras_gblend import holdout as holdout_lib
+
+
+def _data(n_per_class=(50, 30, 20), seed=0):
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)])
+    rng = np.random.default_rng(seed)
+    y = y[rng.permutation(len(y))].astype("int32")
+    x = {"a": np.arange(len(y), dtype="float32")[:, None], "v": np.zeros((len(y), 2))}
+    return x, y
+
+
+def test_arrays_split_is_stratified_disjoint_complete_and_seeded():
+    x, y = _data()
+    (x_tr, y_tr), (x_ho, y_ho) = kg.split_holdout((x, y), fraction=0.2, seed=3)
+    assert np.bincount(y_ho).tolist() == [10, 6, 4]
+    ids_tr, ids_ho = x_tr["a"][:, 0], x_ho["a"][:, 0]
+    assert not set(ids_tr) & set(ids_ho)
+    assert sorted(np.concatenate([ids_tr, ids_ho])) == list(range(len(y)))
+    assert np.array_equal(y_ho, y[ids_ho.astype(int)])  # labels stay aligned
+    again = kg.split_holdout((x, y), fraction=0.2, seed=3)[1]
+    other = kg.split_holdout((x, y), fraction=0.2, seed=4)[1]
+    assert np.array_equal(again[0]["a"], x_ho["a"])
+    assert not np.array_equal(other[0]["a"], x_ho["a"])
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_dataset_split_matches_array_split(batched):
+    x, y = _data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if batched:
+        dataset = dataset.batch(16)
+    train, holdout = kg.split_holdout(dataset, fraction=0.2, seed=3)
+    (_, _), (x_ho, _) = kg.split_holdout((x, y), fraction=0.2, seed=3)
+    ids = np.concatenate([np.asarray(e[0]["a"]).reshape(-1) for e in holdout])
+    assert np.array_equal(ids, np.sort(x_ho["a"][:, 0]))
+    n_train = sum(int(np.asarray(e[1]).size) for e in train)
+    assert n_train + len(ids) == len(y)
+    if batched:
+        assert max(int(e[1].shape[0]) for e in train) == 16
+
+
+def test_dataset_shuffled_before_split_is_rejected():
+    x, y = _data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(100)
+    with pytest.raises(ValueError, match="different order"):
+        kg.split_holdout(dataset, fraction=0.2)
+
+
+def test_split_errors():
+    x, y = _data()
+    with pytest.raises(ValueError, match="fraction"):
+        kg.split_holdout((x, y), fraction=1.5)
+    with pytest.raises(ValueError, match="single class"):
+        kg.split_holdout((x, np.zeros_like(y)), fraction=0.2)
+    with pytest.raises(ValueError, match="without labels"):
+        kg.split_holdout((x, None))
+    with pytest.raises(ValueError, match="yields no labels"):
+        holdout_lib.validate_holdout(tf.data.Dataset.from_tensor_slices(x))
+
+
+def test_one_hot_labels_are_stratified():
+    x, y = _data()
+    one_hot = np.eye(3)[y]
+    _, (_, y_ho) = kg.split_holdout((x, one_hot), fraction=0.2, seed=0)
+    assert y_ho.argmax(1).tolist().count(2) == 4
