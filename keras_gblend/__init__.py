@@ -4,11 +4,12 @@ Gradient-Blending (Wang, Tran & Feiszli, CVPR 2020) for Keras 3 models with
 named per-modality heads and a joint head.
 """
 
-from keras_gblend import datasets, ogr
+from keras_gblend import datasets, fusion_layers, ogm, ogr
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.estimation import BlendEstimate, estimate_blend_weights
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
+from keras_gblend.ogm import OGMGE
 
 __version__ = "0.1.0"

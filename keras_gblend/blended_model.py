@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_gblend import ogm
+
 WeightsLike = Union[Mapping[str, float], Sequence[float]]
 
 
@@ -79,11 +81,21 @@ class BlendedModel(keras.Model):
     starting values (default 1.0 each, as in Keras). The per-head losses are
     logged unweighted as `<head>_loss`.
 
+    With `modulation=kg.OGMGE(...)`, `train_step` applies OGM-GE to the
+    modality encoders' gradients (see `keras_gblend.ogm`); G-Blend weights
+    and OGM-GE combine.
+
     Args:
         inputs: a dict `{modality: keras.Input}` (or any functional inputs).
         outputs: a dict `{head_name: tensor}` with one uni-modal head per
-            modality and the joint head.
+            modality and the joint head (plus, optionally, the output named
+            by `modality_logits_output`).
         joint_output: name of the joint head. Defaults to `"joint"`.
+        modality_logits_output: optional name of an output `(batch, k,
+            classes)` holding each modality's additive share of the joint
+            logits (as `ConcatFusion`/`SumFusion` return); it gets no loss
+            and is what OGM-GE scores by default.
+        modulation: an `OGMGE` (or its config dict), or `None`.
         name: model name.
 
     Example:
@@ -110,6 +122,14 @@ class BlendedModel(keras.Model):
         # The (*args, **kwargs) signature keeps Keras's functional
         # serialization path (`get_config`/`from_config`) for this subclass.
         joint_output = kwargs.pop("joint_output", "joint")
+        modality_logits_output = kwargs.pop("modality_logits_output", None)
+        modulation = kwargs.pop("modulation", None)
+        if isinstance(modulation, dict):
+            modulation = keras.saving.deserialize_keras_object(modulation)
+        if modulation is not None and not isinstance(modulation, ogm.OGMGE):
+            raise TypeError(
+                f"`modulation` must be a kg.OGMGE or None, got {modulation!r}."
+            )
         super().__init__(*args, **kwargs)
         outputs = self.output
         if not isinstance(outputs, dict):
@@ -125,7 +145,19 @@ class BlendedModel(keras.Model):
                 f"are {list(outputs)}. Pass `joint_output=` with the name of "
                 "the head that sees every modality."
             )
-        modalities = tuple(name for name in outputs if name != joint_output)
+        if (
+            modality_logits_output is not None
+            and modality_logits_output not in outputs
+        ):
+            raise ValueError(
+                f"`modality_logits_output` {modality_logits_output!r} is not "
+                f"an output; outputs are {list(outputs)}."
+            )
+        modalities = tuple(
+            name
+            for name in outputs
+            if name not in (joint_output, modality_logits_output)
+        )
         if not modalities:
             raise ValueError(
                 "BlendedModel needs at least one uni-modal output besides "
@@ -139,7 +171,17 @@ class BlendedModel(keras.Model):
                     f"modalities (its input names) are {list(self.input)}. "
                     "Name each uni-modal output after its modality's input."
                 )
+        if modality_logits_output is not None:
+            shape = tuple(outputs[modality_logits_output].shape)
+            if len(shape) != 3 or shape[1] != len(modalities):
+                raise ValueError(
+                    f"Output {modality_logits_output!r} has shape {shape}; "
+                    f"expected (batch, {len(modalities)}, classes), one row "
+                    f"per modality {list(modalities)}."
+                )
         self.joint_output = joint_output
+        self.modality_logits_output = modality_logits_output
+        self.modulation = modulation
         self.modalities = modalities
         self.head_names = modalities + (joint_output,)
         num_heads = len(self.head_names)
@@ -176,6 +218,40 @@ class BlendedModel(keras.Model):
         self.head_loss_trackers = [
             keras.metrics.Mean(name=f"{head}_loss") for head in self.head_names
         ]
+        # OGM-GE state; always present so that every BlendedModel has the
+        # same variables (estimation clones train without modulation).
+        self.modulation_epoch = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            name="modulation_epoch",
+        )
+        self.modulation_seed_generator = keras.random.SeedGenerator(
+            None if modulation is None else modulation.seed,
+            name="modulation_seed_generator",
+        )
+        # Variable ids (not variables: a list of variables assigned to a
+        # Keras layer would be tracked as the layer's own weights).
+        self._modulated_variable_ids = None
+        if modulation is not None:
+            if modulation.score_source == "fusion" and (
+                modality_logits_output is None
+            ):
+                raise ValueError(
+                    "OGMGE(score_source='fusion') needs a model that outputs "
+                    "per-modality logits (`modality_logits_output`): concat "
+                    "fusion without hidden layers or sum fusion."
+                )
+            self._modulated_variable_ids = [
+                [id(v) for v in group]
+                for group in ogm.modulated_variable_groups(self, modulation)
+            ]
+            self.modulation_trackers = [
+                keras.metrics.Mean(name=f"ogm/{kind}/{m}")
+                for kind in ("coefficient", "ratio")
+                for m in modalities
+            ]
         self._head_losses = None
         self._user_loss = None
         self._user_loss_weights = None
@@ -185,6 +261,12 @@ class BlendedModel(keras.Model):
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config["joint_output"] = self.joint_output
+        config["modality_logits_output"] = self.modality_logits_output
+        config["modulation"] = (
+            None
+            if self.modulation is None
+            else keras.saving.serialize_keras_object(self.modulation)
+        )
         return config
 
     def get_compile_config(self) -> Dict[str, Any]:
@@ -417,8 +499,107 @@ class BlendedModel(keras.Model):
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        heads_only = {h: y_pred[h] for h in self.head_names}
         return super().compute_metrics(
-            x, self.labels_per_head(y), y_pred, sample_weight=sample_weight
+            x, self.labels_per_head(y), heads_only, sample_weight=sample_weight
+        )
+
+    def predict_step(self, data):
+        """Every head's output by name (the joint head is the answer)."""
+        y_pred = super().predict_step(data)
+        return {h: y_pred[h] for h in self.head_names}
+
+    # ------------------------------------------------------------ train step
+    def train_step(self, data):
+        """Keras's train step, with OGM-GE between gradients and update."""
+        if self.modulation is None:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                training=True,
+            )
+            self._loss_tracker.update_state(
+                unscale_loss_for_replicas(loss),
+                sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
+            )
+            scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_weights
+        gradients = tape.gradient(scaled_loss, variables)
+        gradients = self.modulate_gradients(gradients, variables, y, y_pred)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def modality_logits(self, y_pred):
+        """`(batch, k, classes)` logits OGM-GE scores, per its
+        `score_source`."""
+        source = self.modulation.score_source
+        if source == "auto":
+            source = "fusion" if self.modality_logits_output else "heads"
+        if source == "fusion":
+            return y_pred[self.modality_logits_output]
+        return ops.stack([y_pred[m] for m in self.modalities], axis=1)
+
+    def modulate_gradients(self, gradients, variables, y, y_pred):
+        """Applies OGM-GE to the encoder gradients of one step.
+
+        Under a tf.distribute strategy the scores are summed over replicas
+        first, so every replica uses the same coefficients. With GE noise,
+        each modulated gradient is summed over replicas too, so that the
+        noise level is `std` of the global-batch gradient; every replica
+        hands `k * g / replicas` to `apply_gradients` and replica 0 alone
+        adds the noise, so the cross-replica sum equals the single-device
+        update `k * g + N(0, std(g))`.
+        """
+        config = self.modulation
+        labels = self.labels_per_head(y)[self.joint_output]
+        scores = ogm.all_reduce_sum(
+            ogm.modality_scores(self.modality_logits(y_pred), labels)
+        )
+        ratios = ogm.discrepancy_ratios(scores)
+        active = config.in_window(self.modulation_epoch)
+        if config.modulation:
+            coefficients = ops.where(
+                active,
+                ogm.modulation_coefficients(scores, config.alpha),
+                ops.ones_like(scores),
+            )
+        else:
+            coefficients = ops.ones_like(scores)
+        k = len(self.modalities)
+        for m in range(k):
+            self.modulation_trackers[m].update_state(coefficients[m])
+            self.modulation_trackers[k + m].update_state(ratios[m])
+
+        position = {id(v): i for i, v in enumerate(variables)}
+        groups = [
+            [position[i] for i in group if i in position]
+            for group in self._modulated_variable_ids
+        ]
+        gradients = [
+            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+            for g in gradients
+        ]
+        if not config.noise:
+            return ogm.scale_gradients(gradients, groups, coefficients)
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        indices = [i for group in groups for i in group if gradients[i] is not None]
+        reference = list(gradients)
+        if replicas > 1:
+            summed = ogm.all_reduce_sum([gradients[i] for i in indices])
+            for i, value in zip(indices, summed):
+                reference[i] = value
+        updates = ogm.scale_gradients(reference, groups, coefficients)
+        if replicas > 1:
+            for i in indices:
+                updates[i] = updates[i] / replicas
+        noise_scale = ops.cast(active, "float32") * ogm.is_first_replica()
+        return ogm.add_gradient_noise(
+            updates, reference, groups, self.modulation_seed_generator,
+            scale=noise_scale,
         )
 
     # -------------------------------------------------------------------- fit
@@ -440,16 +621,28 @@ class BlendedModel(keras.Model):
             batch_size=arguments.get("batch_size"),
             validation_split=arguments.get("validation_split") or 0.0,
         )
+        if self.modulation is not None:
+            callbacks = list(arguments.get("callbacks") or [])
+            arguments["callbacks"] = [_ModulationEpochCounter()] + callbacks
         try:
-            return super().fit(*args, **kwargs)
+            return super().fit(*bound.args[1:], **bound.kwargs)
         finally:
             self._fit_data = None
+
+
+class _ModulationEpochCounter(keras.callbacks.Callback):
+    """Tells the OGM-GE train step which epoch it is in."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.modulation_epoch.assign(epoch)
 
 
 def as_blended_model(
     model: keras.Model,
     joint_output: str = "joint",
     output_modalities: Optional[Mapping[str, str]] = None,
+    modality_logits_output: Optional[str] = None,
+    modulation: Optional[ogm.OGMGE] = None,
 ) -> BlendedModel:
     """Wraps a functional model with named outputs into a `BlendedModel`.
 
@@ -463,6 +656,8 @@ def as_blended_model(
         output_modalities: optional `{output_name: modality}` renaming, for
             models whose output layers cannot share their modality input's
             name (Keras needs unique layer names).
+        modality_logits_output: see `BlendedModel`.
+        modulation: optional `kg.OGMGE`.
 
     Returns:
         A `BlendedModel` over the same graph.
@@ -492,5 +687,7 @@ def as_blended_model(
         inputs=model.input,
         outputs=outputs,
         joint_output=joint_output,
+        modality_logits_output=modality_logits_output,
+        modulation=modulation,
         name=model.name,
     )

@@ -105,10 +105,16 @@ def _layers_recursively(layer):
 
 def clone_blended_model(model: BlendedModel, custom_objects=None):
     """A new `BlendedModel` with the same graph and a copy of the weights,
-    built in the model's distribution strategy scope."""
+    built in the model's distribution strategy scope.
+
+    The clone trains without OGM-GE: Algorithm 1 measures how each head
+    overfits under plain training on its own loss.
+    """
+    config = model.get_config()
+    config["modulation"] = None
     with model.distribute_strategy.scope():
         with keras.saving.custom_object_scope(custom_objects or {}):
-            clone = model.__class__.from_config(model.get_config())
+            clone = model.__class__.from_config(config)
         clone.set_weights(model.get_weights())
     # Layers that cache tensors derived from their variables (e.g. an adapted
     # `Normalization`) refresh them here, as `load_model` does.

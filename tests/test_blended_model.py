@@ -90,7 +90,10 @@ def test_changing_weights_does_not_retrace_and_takes_effect(data, jit_compile):
     x, y = data
     base = toy_model()
     model = TraceCountingModel(
-        inputs=base.input, outputs=base.output, joint_output="joint"
+        inputs=base.input,
+        outputs=base.output,
+        joint_output="joint",
+        modality_logits_output=base.modality_logits_output,
     )
     model.compile(
         keras.optimizers.SGD(0.05), sparse_ce(), jit_compile=jit_compile

@@ -17,17 +17,81 @@ def test_concat_fusion_structure_and_hidden_layers():
     assert model.get_layer("joint").kernel.shape == (12, 3)
 
 
+def _features(model, x):
+    return {m: model.get_layer(f"enc_{m}")(x[m]).numpy() for m in ("a", "v")}
+
+
+def test_concat_fusion_splits_kernel_rows_and_bias_over_modalities():
+    x, _ = toy_data(n=8)
+    model = toy_model(fusion="concat")
+    outputs = model(x)
+    features = _features(model, x)
+    layer = model.get_layer("joint")
+    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+    width_a = features["a"].shape[1]
+    expected_a = features["a"] @ kernel[:width_a] + bias / 2
+    expected_v = features["v"] @ kernel[width_a:] + bias / 2
+    parts = outputs["modality_logits"].numpy()
+    np.testing.assert_allclose(parts[:, 0], expected_a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parts[:, 1], expected_v, rtol=1e-5, atol=1e-6)
+    concat = np.concatenate([features["a"], features["v"]], axis=1)
+    np.testing.assert_allclose(
+        outputs["joint"].numpy(), concat @ kernel + bias, rtol=1e-5, atol=1e-6
+    )
+
+
 def test_sum_fusion_joint_is_sum_of_modality_classifiers():
     x, _ = toy_data(n=8)
     model = toy_model(fusion="sum")
-    joint = model.predict(x, verbose=0)["joint"]
-    features = {
-        m: model.get_layer(f"enc_{m}")(x[m]).numpy() for m in ("a", "v")
-    }
-    expected = sum(
-        model.get_layer(f"{m}_fusion_logits")(features[m]).numpy() for m in features
+    outputs = model(x)
+    features = _features(model, x)
+    layer = model.get_layer("joint")
+    expected = [
+        features[m] @ w.numpy() + b.numpy()
+        for m, w, b in zip(("a", "v"), layer.kernels, layer.biases)
+    ]
+    np.testing.assert_allclose(
+        outputs["modality_logits"].numpy(), np.stack(expected, 1), rtol=1e-5, atol=1e-6
     )
-    np.testing.assert_allclose(joint, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        outputs["joint"].numpy(), sum(expected), rtol=1e-5, atol=1e-6
+    )
+    assert set(model.predict(x, verbose=0)) == {"a", "v", "joint"}
+
+
+@pytest.mark.parametrize("fusion", ["film", "gated"])
+def test_film_and_gated_fusion_train_and_save(fusion, tmp_path):
+    x, y = toy_data(n=48)
+    model = toy_model(fusion=fusion)
+    assert model.modality_logits_output is None
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["joint_loss"]
+    model.fit(x, y, epochs=20, verbose=0)
+    after = model.evaluate(x, y, verbose=0, return_dict=True)["joint_loss"]
+    assert after < before
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0)["joint"], model.predict(x, verbose=0)["joint"],
+        rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_film_matches_reference_formula():
+    x, _ = toy_data(n=4)
+    model = toy_model(fusion="film")
+    features = _features(model, x)
+    layer = model.get_layer("joint")
+    film = features["a"] @ layer.film.kernel.numpy() + layer.film.bias.numpy()
+    gamma, beta = np.split(film, 2, axis=1)
+    expected = (gamma * features["v"] + beta) @ layer.out.kernel.numpy() + layer.out.bias.numpy()
+    np.testing.assert_allclose(
+        model(x)["joint"].numpy(), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_fusion_errors():
@@ -42,5 +106,7 @@ def test_fusion_errors():
         )
     with pytest.raises(ValueError, match="concat fusion only"):
         kg.late_fusion_model(dense, 3, fusion="sum", fusion_hidden_units=(4,))
-    with pytest.raises(ValueError, match="also a modality"):
+    with pytest.raises(ValueError, match="must differ"):
         kg.late_fusion_model({"joint": dense["a"]}, 3)
+    with pytest.raises(ValueError, match="two or more"):
+        kg.late_fusion_model(dense, 3, fusion="film")

@@ -1,0 +1,258 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_gblend as kg
+from keras_gblend import ogm
+from conftest import sparse_ce, toy_data, toy_model
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_modality_scores_hand_computation_sparse_and_one_hot():
+    rng = np.random.default_rng(0)
+    logits_a = rng.normal(size=(5, 3)).astype("float32")
+    logits_v = rng.normal(size=(5, 3)).astype("float32")
+    labels = np.array([0, 2, 1, 1, 0])
+    expected = [
+        _softmax(l)[np.arange(5), labels].sum() for l in (logits_a, logits_v)
+    ]
+    scores = ogm.modality_scores([logits_a, logits_v], labels)
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5)
+    stacked = np.stack([logits_a, logits_v], axis=1)
+    np.testing.assert_allclose(
+        ogm.modality_scores(stacked, np.eye(3)[labels]).numpy(), expected, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        ogm.modality_scores(stacked, labels[:, None]).numpy(), expected, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "scores, alpha, expected",
+    [
+        # dominant a: ratio_a = 2 -> coeff_a = 1 - tanh(0.5 * 2)
+        ([20.0, 10.0], 0.5, [1 - math.tanh(1.0), 1.0]),
+        # dominant v: ratio_v = 4 -> coeff_v = 1 - tanh(0.1 * 4)
+        ([5.0, 20.0], 0.1, [1.0, 1 - math.tanh(0.4)]),
+        # equal: the reference's `else` branch slows a with ratio 1
+        ([7.0, 7.0], 0.8, [1 - math.tanh(0.8), 1.0]),
+        # k = 3: rho = [(1 + 3) / 2, (1 + 3) / 2, (1/3 + 1/3) / 2]
+        ([3.0, 3.0, 1.0], 0.3, [1 - math.tanh(0.6), 1 - math.tanh(0.6), 1.0]),
+    ],
+)
+def test_modulation_coefficients_hand_computation(scores, alpha, expected):
+    np.testing.assert_allclose(
+        ogm.modulation_coefficients(scores, alpha).numpy(), expected, rtol=1e-6
+    )
+
+
+def test_ratios_reduce_to_reference_at_two_modalities():
+    np.testing.assert_allclose(
+        ogm.discrepancy_ratios([3.0, 12.0]).numpy(), [0.25, 4.0], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="two or more"):
+        ogm.discrepancy_ratios([1.0])
+
+
+def test_config_validation_and_round_trip():
+    config = kg.OGMGE(alpha=0.8, start_epoch=2, end_epoch=9, noise=False, seed=3)
+    assert kg.OGMGE.from_config(config.get_config()).get_config() == config.get_config()
+    with pytest.raises(ValueError, match="params"):
+        kg.OGMGE(params="biases")
+    with pytest.raises(ValueError, match="end_epoch"):
+        kg.OGMGE(start_epoch=5, end_epoch=1)
+    with pytest.raises(ValueError, match="does nothing"):
+        kg.OGMGE(modulation=False, noise=False)
+
+
+def _twin_models(modulation, seed=0, fusion="concat"):
+    """Same initial weights; one plain, one with OGM-GE; one SGD step each."""
+    plain = toy_model(seed=seed, fusion=fusion)
+    modulated = kg.BlendedModel.from_config(
+        {**plain.get_config(), "modulation": keras.saving.serialize_keras_object(modulation)}
+    )
+    modulated.set_weights(plain.get_weights())
+    for model in (plain, modulated):
+        model.compile(keras.optimizers.SGD(0.5), sparse_ce())
+    return plain, modulated
+
+
+def _one_step(model, x, y, names=None):
+    """Update of every trainable variable after one full-batch step, keyed
+    by `names` (default: the variables' own paths)."""
+    variables = model.trainable_variables
+    names = names or [v.path for v in variables]
+    before = [v.numpy().copy() for v in variables]
+    model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0)
+    return {n: v.numpy() - b for n, v, b in zip(names, variables, before)}
+
+
+def _paths(model):
+    return [v.path for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum"])
+def test_ogm_scales_only_the_dominant_encoder_kernels(fusion):
+    x, y = toy_data(n=64)
+    plain, modulated = _twin_models(
+        kg.OGMGE(alpha=0.5, noise=False), fusion=fusion
+    )
+    parts = plain(x)["modality_logits"]
+    scores = ogm.modality_scores(parts, y).numpy()
+    coefficients = ogm.modulation_coefficients(scores, 0.5).numpy()
+    dominant = "a" if scores[0] > scores[1] else "v"
+    assert dominant == "a"  # modality a carries the class in toy data
+    coefficient = coefficients[0]
+    assert 0 < coefficient < 1 and coefficients[1] == 1.0
+
+    plain_step = _one_step(plain, x, y)
+    ogm_step = _one_step(modulated, x, y, _paths(plain))
+    assert plain_step.keys() == ogm_step.keys()
+    for path, update in plain_step.items():
+        if path.startswith("enc_a/") and path.endswith("kernel"):
+            np.testing.assert_allclose(ogm_step[path], coefficient * update, rtol=1e-4, atol=1e-7)
+            assert np.abs(update).sum() > 0
+        else:  # v's encoder, a's encoder bias, every head and the fusion
+            np.testing.assert_allclose(ogm_step[path], update, rtol=1e-4, atol=1e-7)
+
+
+def test_params_all_scales_biases_too():
+    x, y = toy_data(n=64)
+    plain, modulated = _twin_models(kg.OGMGE(alpha=0.5, noise=False, params="all"))
+    scores = ogm.modality_scores(plain(x)["modality_logits"], y)
+    coefficient = ogm.modulation_coefficients(scores, 0.5).numpy()[0]
+    plain_step, ogm_step = _one_step(plain, x, y), _one_step(modulated, x, y, _paths(plain))
+    bias = [p for p in plain_step if p.startswith("enc_a/") and p.endswith("bias")][0]
+    np.testing.assert_allclose(ogm_step[bias], coefficient * plain_step[bias], rtol=1e-4, atol=1e-7)
+
+
+def test_outside_the_window_nothing_is_modulated():
+    x, y = toy_data(n=64)
+    plain, modulated = _twin_models(kg.OGMGE(alpha=0.9, start_epoch=3, end_epoch=5))
+    plain_step, ogm_step = _one_step(plain, x, y), _one_step(modulated, x, y, _paths(plain))
+    for path, update in plain_step.items():
+        np.testing.assert_allclose(ogm_step[path], update, rtol=1e-5, atol=1e-8)
+
+
+def test_generalization_noise_has_the_gradient_std():
+    x, y = toy_data(n=64)
+    plain = toy_model(seed=1, hidden=256)
+    modulated = kg.BlendedModel.from_config(
+        {**plain.get_config(),
+         "modulation": keras.saving.serialize_keras_object(
+             kg.OGMGE(modulation=False, noise=True, seed=7))}
+    )
+    modulated.set_weights(plain.get_weights())
+    for model in (plain, modulated):
+        model.compile(keras.optimizers.SGD(1.0), sparse_ce())
+    kernel = "enc_a/dense"
+    plain_step, ge_step = _one_step(plain, x, y), _one_step(modulated, x, y, _paths(plain))
+    path = [p for p in plain_step if p.startswith(kernel) and p.endswith("kernel")][0]
+    gradient = -plain_step[path]  # SGD, lr 1: update = -g
+    noise = -(ge_step[path] - plain_step[path])
+    expected = np.std(gradient, ddof=1) + 1e-8
+    assert noise.size == 6 * 256
+    assert np.std(noise) == pytest.approx(expected, rel=0.08)
+    assert abs(noise.mean()) < 4 * expected / np.sqrt(noise.size)
+    # Biases (params="kernels") and the other heads get no noise.
+    bias = path.replace("kernel", "bias")
+    np.testing.assert_allclose(ge_step[bias], plain_step[bias], rtol=1e-5, atol=1e-8)
+    # Fresh noise every step.
+    second = _one_step(modulated, x, y, _paths(plain))[path]
+    assert not np.allclose(second, ge_step[path])
+
+
+def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace():
+    x, y = toy_data(n=96)
+    model = toy_model(seed=0)
+    modulated = kg.BlendedModel.from_config(
+        {**model.get_config(),
+         "modulation": keras.saving.serialize_keras_object(
+             kg.OGMGE(alpha=0.5, start_epoch=1, end_epoch=1))}
+    )
+    traces = []
+    original = modulated.modulate_gradients
+
+    def counting(*args):
+        traces.append(1)
+        return original(*args)
+
+    modulated.modulate_gradients = counting
+    modulated.compile(keras.optimizers.SGD(0.1), sparse_ce(), jit_compile=True)
+    history = modulated.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    assert len(traces) == 1
+    coefficient_a = history.history["ogm/coefficient/a"]
+    assert coefficient_a[0] == 1.0 and coefficient_a[2] == 1.0  # outside window
+    assert coefficient_a[1] < 1.0
+    assert history.history["ogm/coefficient/v"] == [1.0, 1.0, 1.0]
+    ratio_a, ratio_v = history.history["ogm/ratio/a"], history.history["ogm/ratio/v"]
+    assert ratio_a[-1] > 1 > ratio_v[-1]  # a, the informative one, dominates
+
+
+def test_gblend_and_ogm_ge_combine(tmp_path):
+    x, y = toy_data(n=96)
+    train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
+    keras.utils.set_random_seed(0)
+    encoders = {
+        m: keras.Sequential([keras.Input((d,)), keras.layers.Dense(8, activation="relu")], name=f"enc_{m}")
+        for m, d in (("a", 6), ("v", 4))
+    }
+    model = kg.late_fusion_model(
+        encoders, 3, modulation=kg.OGMGE(alpha=0.5, seed=1)
+    )
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(), metrics=["accuracy"])
+    history = model.fit(
+        *train, epochs=2, batch_size=24, verbose=0,
+        callbacks=[kg.GBlendCallback(holdout, mode="offline", estimation_epochs=1, verbose=0)],
+    )
+    assert history.history["gblend/estimation_epoch"] == [0, 0]
+    assert sum(model.blend_weights.values()) == pytest.approx(1.0, abs=1e-6)
+    assert history.history["ogm/coefficient/a"][0] < 1.0
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.modulation.get_config() == model.modulation.get_config()
+    assert loaded.blend_weights == pytest.approx(model.blend_weights)
+    loaded.fit(*train, epochs=1, verbose=0)  # keeps training with modulation
+
+
+def test_hand_built_model_with_named_encoder_layers():
+    a = keras.Input((6,), name="a")
+    v = keras.Input((4,), name="v")
+    fa = keras.layers.Dense(8, activation="relu", name="audio_net")(a)
+    fv = keras.layers.Dense(8, activation="relu", name="video_net")(v)
+    outputs = {
+        "a": keras.layers.Dense(3, name="a_logits")(fa),
+        "v": keras.layers.Dense(3, name="v_logits")(fv),
+        "joint": keras.layers.Dense(3, name="joint")(keras.layers.Concatenate()([fa, fv])),
+    }
+    config = kg.OGMGE(encoder_layers={"a": ["audio_net"], "v": ["video_net"]})
+    model = kg.BlendedModel(inputs={"a": a, "v": v}, outputs=outputs, modulation=config)
+    derived = kg.BlendedModel(
+        inputs={"a": a, "v": v}, outputs=outputs, modulation=kg.OGMGE()
+    )
+    for m in (model, derived):
+        groups = ogm.modulated_variable_groups(m, m.modulation)
+        names = [[v.path for v in group] for group in groups]
+        assert names == [["audio_net/kernel"], ["video_net/kernel"]]
+    with pytest.raises(ValueError, match="modality\\(ies\\) \\['v'\\]"):
+        kg.BlendedModel(
+            inputs={"a": a, "v": v}, outputs=outputs,
+            modulation=kg.OGMGE(encoder_layers={"a": ["audio_net"]}),
+        )
+    with pytest.raises(ValueError, match="per-modality logits"):
+        kg.BlendedModel(
+            inputs={"a": a, "v": v}, outputs=outputs,
+            modulation=kg.OGMGE(score_source="fusion"),
+        )
+    x, y = toy_data(n=32)
+    model.compile("sgd", sparse_ce())
+    history = model.fit(x, y, epochs=1, verbose=0)  # scores from the heads
+    assert "ogm/ratio/a" in history.history
