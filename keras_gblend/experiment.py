@@ -20,8 +20,18 @@ from keras_gblend.blended_model import BlendedModel
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
+from keras_gblend.ogm import OGMGE
 
-METHODS = ("naive", "unimodal", "gblend_offline", "gblend_online")
+METHODS = (
+    "naive",
+    "unimodal",
+    "gblend_offline",
+    "gblend_online",
+    "ogm",
+    "ogm_ge",
+    "gblend_offline+ogm_ge",
+    "gblend_online+ogm_ge",
+)
 DATASETS = ("uci_mfeat",)
 
 
@@ -43,6 +53,9 @@ class ExperimentConfig:
     super_epoch: int = 5
     estimation_epochs: Optional[int] = None
     gblend_metric: str = "loss"
+    alpha: float = 0.5
+    ogm_start_epoch: int = 0
+    ogm_end_epoch: Optional[int] = None
     seed: int = 0
     model_dir: Optional[str] = None
     verbose: int = 1
@@ -66,22 +79,48 @@ class ExperimentConfig:
         for name in ("epochs", "batch_size", "hidden_units", "super_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1.")
+        if not self.alpha >= 0:
+            raise ValueError("alpha must be >= 0.")
+
+    @property
+    def gblend_mode(self) -> Optional[str]:
+        """`"offline"`, `"online"` or None."""
+        if not self.method.startswith("gblend_"):
+            return None
+        return self.method.split("+")[0][len("gblend_"):]
+
+    def modulation(self) -> Optional[OGMGE]:
+        """The `OGMGE` a method uses, if any."""
+        if self.method == "ogm":
+            noise = False
+        elif self.method.endswith("ogm_ge"):
+            noise = True
+        else:
+            return None
+        return OGMGE(
+            alpha=self.alpha,
+            start_epoch=self.ogm_start_epoch,
+            end_epoch=self.ogm_end_epoch,
+            noise=noise,
+            seed=self.seed,
+        )
 
 
 def starting_loss_weights(method: str, heads: Sequence[str]) -> List[float]:
     """Blend weights a method trains with (G-Blend: until its estimate).
 
-    - `naive`: the joint head only (the plain multimodal network);
+    - `naive`, `ogm`, `ogm_ge`: the joint head only (the plain multimodal
+      network; OGM-GE then modulates its encoders' gradients);
     - `unimodal`: each uni-modal head alone (their variables are disjoint,
       so this trains k independent uni-modal networks in one run);
     - `gblend_*`: uniform, summing to 1 like the estimated weights.
     """
     k = len(heads)
-    if method == "naive":
-        return [0.0] * (k - 1) + [1.0]
     if method == "unimodal":
         return [1.0] * (k - 1) + [0.0]
-    return [1.0 / k] * k
+    if method.startswith("gblend_"):
+        return [1.0 / k] * k
+    return [0.0] * (k - 1) + [1.0]
 
 
 def mlp_encoder(train_features: np.ndarray, hidden_units: int, name: str):
@@ -106,7 +145,12 @@ def build_model(config: ExperimentConfig, x_train: Dict[str, np.ndarray],
         view: mlp_encoder(x_train[view], config.hidden_units, view)
         for view in config.views
     }
-    model = late_fusion_model(encoders, num_classes, fusion=config.fusion)
+    model = late_fusion_model(
+        encoders,
+        num_classes,
+        fusion=config.fusion,
+        modulation=config.modulation(),
+    )
     model.compile(
         optimizer=keras.optimizers.SGD(
             config.learning_rate, momentum=config.momentum
@@ -136,11 +180,11 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     )
     model = build_model(config, train[0], data.num_classes)
     callbacks = []
-    if config.method.startswith("gblend_"):
+    if config.gblend_mode:
         callbacks.append(
             GBlendCallback(
                 holdout,
-                mode=config.method[len("gblend_"):],
+                mode=config.gblend_mode,
                 warmup_epochs=config.warmup_epochs,
                 super_epoch=config.super_epoch,
                 estimation_epochs=config.estimation_epochs,

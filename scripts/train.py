@@ -15,6 +15,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from keras_gblend import experiment  # noqa: E402
+from keras_gblend.fusion import FUSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -27,7 +28,9 @@ def define_flags():
                       "Comma-separated modalities (UCI: fou,fac,kar,pix,zer,mor).")
     flags.DEFINE_enum("method", defaults.method, experiment.METHODS,
                       "naive: joint head only; unimodal: each view alone; "
-                      "gblend_offline / gblend_online: Gradient-Blending.")
+                      "gblend_offline / gblend_online: Gradient-Blending; "
+                      "ogm / ogm_ge: OGM(-GE) on the naive network; "
+                      "gblend_*+ogm_ge: both.")
     flags.DEFINE_integer("epochs", defaults.epochs, "Training epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.", lower_bound=1)
     flags.DEFINE_float("learning_rate", defaults.learning_rate, "SGD learning rate.",
@@ -35,7 +38,7 @@ def define_flags():
     flags.DEFINE_float("momentum", defaults.momentum, "SGD momentum.", lower_bound=0.0)
     flags.DEFINE_integer("hidden_units", defaults.hidden_units,
                          "Encoder width.", lower_bound=1)
-    flags.DEFINE_enum("fusion", defaults.fusion, ["concat", "sum"], "Fusion.")
+    flags.DEFINE_enum("fusion", defaults.fusion, list(FUSIONS), "Fusion.")
     flags.DEFINE_float("holdout_fraction", defaults.holdout_fraction,
                        "Share of the training split used as G-Blend holdout.",
                        lower_bound=0.01, upper_bound=0.5)
@@ -49,6 +52,13 @@ def define_flags():
                          lower_bound=1)
     flags.DEFINE_enum("gblend_metric", defaults.gblend_metric, ["loss", "accuracy"],
                       "Quantity OGR is measured on.")
+    flags.DEFINE_float("alpha", defaults.alpha, "OGM-GE modulation strength.",
+                       lower_bound=0.0)
+    flags.DEFINE_integer("ogm_start_epoch", defaults.ogm_start_epoch,
+                         "First epoch of the OGM-GE window (0-based).", lower_bound=0)
+    flags.DEFINE_integer("ogm_end_epoch", defaults.ogm_end_epoch,
+                         "Last epoch of the OGM-GE window (default: none).",
+                         lower_bound=0)
     flags.DEFINE_integer("seed", defaults.seed, "Seed of split, init and shuffles.")
     flags.DEFINE_string("model_dir", "runs/latest",
                         "Where TensorBoard logs, metrics.json and the model go.")
@@ -71,6 +81,9 @@ def config_from_flags() -> experiment.ExperimentConfig:
         super_epoch=FLAGS.super_epoch,
         estimation_epochs=FLAGS.estimation_epochs,
         gblend_metric=FLAGS.gblend_metric,
+        alpha=FLAGS.alpha,
+        ogm_start_epoch=FLAGS.ogm_start_epoch,
+        ogm_end_epoch=FLAGS.ogm_end_epoch,
         seed=FLAGS.seed,
         model_dir=FLAGS.model_dir,
         verbose=FLAGS.verbose,
