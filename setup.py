@@ -33,6 +33,8 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "scikit-learn"],
+        "av": ["scikit-learn"],
+        "audio": ["soundfile"],
     },
 )

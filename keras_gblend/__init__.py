@@ -4,7 +4,7 @@ Gradient-Blending (Wang, Tran & Feiszli, CVPR 2020) for Keras 3 models with
 named per-modality heads and a joint head.
 """
 
-from keras_gblend import datasets, fusion_layers, ogm, ogr
+from keras_gblend import data, datasets, encoders, fusion_layers, ogm, ogr
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.estimation import BlendEstimate, estimate_blend_weights
 from keras_gblend.fusion import late_fusion_model

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_gblend import datasets
 from keras_gblend.blended_model import BlendedModel
+from keras_gblend.encoders import frames_encoder, spectrogram_encoder
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
@@ -32,7 +33,7 @@ METHODS = (
     "gblend_offline+ogm_ge",
     "gblend_online+ogm_ge",
 )
-DATASETS = ("uci_mfeat",)
+DATASETS = ("uci_mfeat", "av_digits")
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ class ExperimentConfig:
     """Settings of one run (the flags of `scripts/train.py`)."""
 
     dataset: str = "uci_mfeat"
+    data_dir: Optional[str] = None
     views: Sequence[str] = ("fac", "mor")
     method: str = "gblend_online"
     epochs: int = 40
@@ -70,12 +72,24 @@ class ExperimentConfig:
             raise ValueError(
                 f"method must be one of {METHODS}, got {self.method!r}."
             )
-        unknown = [v for v in self.views if v not in datasets.uci_multifeature.VIEWS]
-        if unknown or len(self.views) < 1:
-            raise ValueError(
-                f"views: unknown {unknown}; choose from "
-                f"{list(datasets.uci_multifeature.VIEWS)}."
-            )
+        if self.dataset == "av_digits":
+            if not self.data_dir or not os.path.isfile(
+                os.path.join(self.data_dir, "train.csv")
+            ):
+                raise ValueError(
+                    f"data_dir: {self.data_dir!r} holds no AV-digits data; "
+                    "make it with scripts/make_av_digits.py --out DIR."
+                )
+        else:
+            unknown = [
+                v for v in self.views
+                if v not in datasets.uci_multifeature.VIEWS
+            ]
+            if unknown or len(self.views) < 1:
+                raise ValueError(
+                    f"views: unknown {unknown}; choose from "
+                    f"{list(datasets.uci_multifeature.VIEWS)}."
+                )
         for name in ("epochs", "batch_size", "hidden_units", "super_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1.")
@@ -137,14 +151,9 @@ def mlp_encoder(train_features: np.ndarray, hidden_units: int, name: str):
     )
 
 
-def build_model(config: ExperimentConfig, x_train: Dict[str, np.ndarray],
+def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
                 num_classes: int) -> BlendedModel:
-    """The late-fusion MLP used on feature datasets, compiled."""
-    keras.utils.set_random_seed(config.seed)
-    encoders = {
-        view: mlp_encoder(x_train[view], config.hidden_units, view)
-        for view in config.views
-    }
+    """The late-fusion model over `encoders`, compiled for `config.method`."""
     model = late_fusion_model(
         encoders,
         num_classes,
@@ -172,13 +181,36 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         `<model_dir>/logs` when `model_dir` is set.
     """
     config.validate()
-    data = datasets.load_uci_multifeature(views=config.views, seed=config.seed)
-    train, holdout = split_holdout(
-        (data.x_train, data.y_train),
-        fraction=config.holdout_fraction,
-        seed=config.seed,
-    )
-    model = build_model(config, train[0], data.num_classes)
+    keras.utils.set_random_seed(config.seed)
+    if config.dataset == "av_digits":
+        data = datasets.load_av_digits(
+            config.data_dir, batch_size=config.batch_size,
+            holdout_fraction=config.holdout_fraction, seed=config.seed)
+        train, holdout = (data["train"],), data["holdout"]
+        test = (data["test"],)
+        audio_shape, visual_shape = (
+            spec.shape[1:] for spec in data["train"].element_spec[0].values()
+        )
+        encoders = {
+            "audio": spectrogram_encoder(audio_shape),
+            "visual": frames_encoder(visual_shape),
+        }
+        num_classes = data["num_classes"]
+    else:
+        data = datasets.load_uci_multifeature(
+            views=config.views, seed=config.seed)
+        train, holdout = split_holdout(
+            (data.x_train, data.y_train),
+            fraction=config.holdout_fraction,
+            seed=config.seed,
+        )
+        test = (data.x_test, data.y_test)
+        encoders = {
+            view: mlp_encoder(train[0][view], config.hidden_units, view)
+            for view in config.views
+        }
+        num_classes = data.num_classes
+    model = build_model(config, encoders, num_classes)
     callbacks = []
     if config.gblend_mode:
         callbacks.append(
@@ -203,19 +235,17 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     start = time.perf_counter()
     history = model.fit(
         *train,
-        batch_size=config.batch_size,
+        batch_size=None if config.dataset == "av_digits" else config.batch_size,
         epochs=config.epochs,
         validation_data=holdout,
         callbacks=callbacks,
         verbose=config.verbose,
     )
     wall_time = time.perf_counter() - start
-    scores = model.evaluate(
-        data.x_test, data.y_test, return_dict=True, verbose=0
-    )
+    scores = model.evaluate(*test, return_dict=True, verbose=0)
     results = {
         "dataset": config.dataset,
-        "views": list(config.views),
+        "views": list(model.modalities),
         "method": config.method,
         "test_accuracy": {
             head: float(scores[f"{head}_accuracy"]) for head in model.head_names

@@ -24,6 +24,8 @@ def define_flags():
     defaults = experiment.ExperimentConfig()
     flags.DEFINE_enum("dataset", defaults.dataset, experiment.DATASETS,
                       "Built-in dataset.")
+    flags.DEFINE_string("data_dir", None,
+                        "AV-digits folder (from scripts/make_av_digits.py).")
     flags.DEFINE_list("views", list(defaults.views),
                       "Comma-separated modalities (UCI: fou,fac,kar,pix,zer,mor).")
     flags.DEFINE_enum("method", defaults.method, experiment.METHODS,
@@ -68,6 +70,7 @@ def define_flags():
 def config_from_flags() -> experiment.ExperimentConfig:
     config = experiment.ExperimentConfig(
         dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
         views=tuple(FLAGS.views),
         method=FLAGS.method,
         epochs=FLAGS.epochs,

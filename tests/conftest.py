@@ -65,3 +65,11 @@ def numpy_sparse_ce(logits, labels):
 @pytest.fixture
 def data():
     return toy_data()
+
+
+@pytest.fixture(scope="session")
+def av_digits_dir(tmp_path_factory):
+    """A small generated AV-digits folder (needs espeak-ng, flite, sox)."""
+    out = tmp_path_factory.mktemp("av_digits")
+    kg.datasets.make_av_digits(str(out), n=200, seed=0)
+    return str(out)

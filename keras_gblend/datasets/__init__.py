@@ -1,4 +1,6 @@
-"""Datasets that ship with keras_gblend (nothing is downloaded)."""
+"""Datasets: UCI Multiple Features ships inside the package; AV-digits is
+generated locally (`make_av_digits`) and read with `load_av_digits`."""
 
+from keras_gblend.datasets.av_digits import load_av_digits, make_av_digits
 from keras_gblend.datasets.uci_multifeature import MultiViewData
 from keras_gblend.datasets.uci_multifeature import load_uci_multifeature
