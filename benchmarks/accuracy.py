@@ -9,7 +9,13 @@ Usage:
     python benchmarks/accuracy.py                  # full table (~35 min, 2 cores)
     python benchmarks/accuracy.py --seeds=0 --epochs=5 --view_sets=fac,mor
 
-Writes benchmarks/results/accuracy_uci.{md,json}.
+    python scripts/make_av_digits.py --out /tmp/avd_clean --n 2000
+    python scripts/make_av_digits.py --out /tmp/avd_noisy --n 2000 \
+        --image_noise 0.5
+    python benchmarks/accuracy.py --dataset=av_digits --epochs=20 \
+        --data_dirs=/tmp/avd_clean,/tmp/avd_noisy
+
+Writes benchmarks/results/accuracy_<dataset>.{md,json}.
 """
 
 import json
@@ -28,77 +34,95 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def define_flags():
+    flags.DEFINE_enum("dataset", "uci_mfeat", experiment.DATASETS, "Dataset.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
     flags.DEFINE_integer("epochs", 40, "Epochs per run (same for all methods).")
     flags.DEFINE_multi_string(
         "view_sets", ["fac,mor", "fou,fac,kar,pix,zer,mor"],
-        "View sets, each comma-separated.")
+        "UCI view sets, each comma-separated.")
+    flags.DEFINE_list("data_dirs", [],
+                      "AV-digits folders (e.g. two noise levels).")
     flags.DEFINE_list("methods", list(experiment.METHODS), "Methods.")
+    flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.")
     flags.DEFINE_float("alpha", 0.5, "OGM-GE alpha.")
-    flags.DEFINE_string("out", os.path.join(HERE, "results", "accuracy_uci"),
-                        "Output path without extension.")
+    flags.DEFINE_string("out", None, "Output path without extension "
+                        "(default benchmarks/results/accuracy_<dataset>).")
 
 
 def mean_std(values):
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
 
 
+def settings():
+    """(title, ExperimentConfig keyword arguments) per table."""
+    if FLAGS.dataset == "av_digits":
+        if not FLAGS.data_dirs:
+            raise app.UsageError("--data_dirs is required for av_digits.")
+        return [(f"AV-digits {d}", {"dataset": "av_digits", "data_dir": d})
+                for d in FLAGS.data_dirs]
+    return [(f"views {v}", {"views": tuple(v.split(","))})
+            for v in FLAGS.view_sets]
+
+
 def main(argv):
     del argv
-    rows = []
-    for view_set in FLAGS.view_sets:
-        views = tuple(view_set.split(","))
+    tables = []
+    for title, kwargs in settings():
+        rows = []
         for method in FLAGS.methods:
             runs = []
             for seed in FLAGS.seeds:
                 config = experiment.ExperimentConfig(
-                    views=views, method=method, epochs=FLAGS.epochs,
-                    alpha=FLAGS.alpha, seed=int(seed), verbose=0)
+                    method=method, epochs=FLAGS.epochs, alpha=FLAGS.alpha,
+                    learning_rate=FLAGS.learning_rate, seed=int(seed),
+                    verbose=0, **kwargs)
                 result = experiment.run_experiment(config)
                 runs.append({k: result[k] for k in
-                             ("test_accuracy", "blend_weights", "wall_time_s")})
-                print(views, method, seed, result["test_accuracy"],
+                             ("views", "test_accuracy", "blend_weights",
+                              "wall_time_s")})
+                print(title, method, seed, result["test_accuracy"],
                       f"{result['wall_time_s']:.1f}s", flush=True)
-            rows.append({"views": list(views), "method": method, "runs": runs})
+            rows.append({"method": method, "runs": runs})
+        tables.append({"setting": title, "rows": rows})
 
-    lines = ["# Methods on UCI Multiple Features", "",
+    lines = [f"# Methods on {FLAGS.dataset}", "",
              f"Test accuracy (%) mean ± std over seeds {FLAGS.seeds}, "
-             f"{FLAGS.epochs} epochs each, SGD(0.01, momentum 0.9), batch 32, "
-             "MLP encoders (64 ReLU), concat fusion, 10% holdout from train. "
-             "Online G-Blend: warm-up 10, super-epoch 5, estimation 5 epochs. "
-             f"OGM-GE: alpha {FLAGS.alpha}, whole run. `unimodal` trains each "
-             "view's network alone (shown per view); other methods report the "
-             "joint head (their per-view columns are the auxiliary heads).",
-             ""]
-    for view_set in FLAGS.view_sets:
-        views = view_set.split(",")
-        lines += [f"## views {view_set}", "",
-                  "| method | joint | " + " | ".join(views) +
+             f"{FLAGS.epochs} epochs each, SGD({FLAGS.learning_rate}, momentum "
+             "0.9), batch 32, concat fusion, 10% holdout carved from train, "
+             "test evaluated once per run. Online G-Blend: warm-up 10, "
+             "super-epoch 5, estimation 5 epochs. OGM-GE: alpha "
+             f"{FLAGS.alpha}, whole run. `unimodal` trains each modality's "
+             "network alone (its columns); other methods report the joint "
+             "head, their per-modality columns being the auxiliary heads. "
+             "Wall time: `fit` only.", ""]
+    for table in tables:
+        heads = table["rows"][0]["runs"][0]["views"] + ["joint"]
+        lines += [f"## {table['setting']}", "",
+                  "| method | joint | " + " | ".join(heads[:-1]) +
                   " | final weights (mean) | fit wall time (s) |",
-                  "|---" * (len(views) + 4) + "|"]
-        for row in rows:
-            if row["views"] != views:
-                continue
-            accs = {h: [r["test_accuracy"][h] for r in row["runs"]]
-                    for h in views + ["joint"]}
-            weights = {h: np.mean([r["blend_weights"][h] for r in row["runs"]])
-                       for h in views + ["joint"]}
-            wall = np.mean([r["wall_time_s"] for r in row["runs"]])
+                  "|---" * (len(heads) + 3) + "|"]
+        for row in table["rows"]:
+            runs = row["runs"]
+            accs = {h: [r["test_accuracy"][h] for r in runs] for h in heads}
+            weights = {h: np.mean([r["blend_weights"][h] for r in runs])
+                       for h in heads}
+            wall = np.mean([r["wall_time_s"] for r in runs])
             joint = ("—" if row["method"] == "unimodal"
                      else mean_std(accs["joint"]))
             lines.append(
                 f"| {row['method']} | {joint} | "
-                + " | ".join(mean_std(accs[v]) for v in views)
+                + " | ".join(mean_std(accs[h]) for h in heads[:-1])
                 + " | " + ", ".join(f"{h} {w:.2f}" for h, w in weights.items())
                 + f" | {wall:.1f} |")
         lines.append("")
-    table = "\n".join(lines)
-    print(table)
-    os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
-    with open(FLAGS.out + ".md", "w") as f:
-        f.write(table + "\n")
-    with open(FLAGS.out + ".json", "w") as f:
-        json.dump(rows, f, indent=2)
+    text = "\n".join(lines)
+    print(text)
+    out = FLAGS.out or os.path.join(HERE, "results", f"accuracy_{FLAGS.dataset}")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".md", "w") as f:
+        f.write(text + "\n")
+    with open(out + ".json", "w") as f:
+        json.dump(tables, f, indent=2)
 
 
 if __name__ == "__main__":
