@@ -6,6 +6,7 @@ named per-modality heads and a joint head.
 
 from keras_gblend import data, datasets, encoders, fusion_layers, ogm, ogr
 from keras_gblend.blended_model import BlendedModel, as_blended_model
+from keras_gblend.checkpointing import ResumableCheckpoint
 from keras_gblend.estimation import BlendEstimate, estimate_blend_weights
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback

@@ -231,6 +231,9 @@ class BlendedModel(keras.Model):
             None if modulation is None else modulation.seed,
             name="modulation_seed_generator",
         )
+        # Tracked as the model's own (non-trainable) variable, so that the
+        # GE noise stream is saved and restored with every checkpoint.
+        self.modulation_seed_state = self.modulation_seed_generator.state
         # Variable ids (not variables: a list of variables assigned to a
         # Keras layer would be tracked as the layer's own weights).
         self._modulated_variable_ids = None

@@ -14,13 +14,16 @@ from typing import Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_gblend import datasets
 from keras_gblend.blended_model import BlendedModel
+from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
 from keras_gblend.encoders import frames_encoder, spectrogram_encoder
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
+from keras_gblend.input_data import epoch_keyed_dataset
 from keras_gblend.ogm import OGMGE
 
 METHODS = (
@@ -34,6 +37,7 @@ METHODS = (
     "gblend_online+ogm_ge",
 )
 DATASETS = ("uci_mfeat", "av_digits")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -60,6 +64,10 @@ class ExperimentConfig:
     ogm_end_epoch: Optional[int] = None
     seed: int = 0
     model_dir: Optional[str] = None
+    strategy: str = "default"
+    jit_compile: bool = False
+    mixed_precision: bool = False
+    deterministic: bool = False
     verbose: int = 1
 
     def validate(self) -> None:
@@ -95,6 +103,10 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be >= 1.")
         if not self.alpha >= 0:
             raise ValueError("alpha must be >= 0.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."
+            )
 
     @property
     def gblend_mode(self) -> Optional[str]:
@@ -167,50 +179,87 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         loss_weights=starting_loss_weights(config.method, model.head_names),
         metrics=["accuracy"],
+        jit_compile=config.jit_compile,
     )
     return model
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """`default` (one device), `mirrored` (all local GPUs, else the CPU) or
+    `multi_worker` (`MultiWorkerMirroredStrategy`, reads `TF_CONFIG`)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
+
+
+def _load_data(config: ExperimentConfig):
+    """`(train, holdout, test, encoder factory, num_classes)`."""
+    if config.dataset == "av_digits":
+        data = datasets.load_av_digits(
+            config.data_dir, batch_size=config.batch_size,
+            holdout_fraction=config.holdout_fraction, seed=config.seed)
+        audio_shape, visual_shape = (
+            spec.shape[1:] for spec in data["train"].element_spec[0].values()
+        )
+
+        def encoders():
+            return {
+                "audio": spectrogram_encoder(audio_shape),
+                "visual": frames_encoder(visual_shape),
+            }
+
+        return (data["train"], data["holdout"], (data["test"],), encoders,
+                data["num_classes"])
+    data = datasets.load_uci_multifeature(views=config.views, seed=config.seed)
+    train, holdout = split_holdout(
+        (data.x_train, data.y_train),
+        fraction=config.holdout_fraction,
+        seed=config.seed,
+    )
+
+    def encoders():
+        return {
+            view: mlp_encoder(train[0][view], config.hidden_units, view)
+            for view in config.views
+        }
+
+    return train, holdout, (data.x_test, data.y_test), encoders, data.num_classes
 
 
 def run_experiment(config: ExperimentConfig) -> Dict:
     """Trains and evaluates one configuration.
 
+    With `model_dir`, training state is checkpointed every epoch
+    (`ResumableCheckpoint`) and the same call resumes a run that was
+    killed; TensorBoard logs go to `<model_dir>/logs`, the result to
+    `<model_dir>/metrics.json` and the model to `<model_dir>/model.keras`.
+    Array data is fed in an epoch-keyed order, so with
+    `deterministic=True` a resumed run ends with the same weights as an
+    uninterrupted one.
+
     Returns:
         A dict with `test_accuracy` per head, the final `blend_weights`, the
-        `history`, `wall_time_s` of `fit`, and the config. Also written to
-        `<model_dir>/metrics.json` with TensorBoard logs in
-        `<model_dir>/logs` when `model_dir` is set.
+        `history`, `wall_time_s` of `fit`, and the config.
     """
     config.validate()
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
-    if config.dataset == "av_digits":
-        data = datasets.load_av_digits(
-            config.data_dir, batch_size=config.batch_size,
-            holdout_fraction=config.holdout_fraction, seed=config.seed)
-        train, holdout = (data["train"],), data["holdout"]
-        test = (data["test"],)
-        audio_shape, visual_shape = (
-            spec.shape[1:] for spec in data["train"].element_spec[0].values()
-        )
-        encoders = {
-            "audio": spectrogram_encoder(audio_shape),
-            "visual": frames_encoder(visual_shape),
-        }
-        num_classes = data["num_classes"]
-    else:
-        data = datasets.load_uci_multifeature(
-            views=config.views, seed=config.seed)
-        train, holdout = split_holdout(
-            (data.x_train, data.y_train),
-            fraction=config.holdout_fraction,
-            seed=config.seed,
-        )
-        test = (data.x_test, data.y_test)
-        encoders = {
-            view: mlp_encoder(train[0][view], config.hidden_units, view)
-            for view in config.views
-        }
-        num_classes = data.num_classes
-    model = build_model(config, encoders, num_classes)
+    strategy = make_strategy(config.strategy)
+    train, holdout, test, encoders, num_classes = _load_data(config)
+    with strategy.scope():
+        model = build_model(config, encoders(), num_classes)
+
+    model_dir = config.model_dir
+    if model_dir and not is_chief(strategy):
+        task = strategy.cluster_resolver
+        model_dir = os.path.join(model_dir, f"_{task.task_type}_{task.task_id}")
     callbacks = []
     if config.gblend_mode:
         callbacks.append(
@@ -221,22 +270,36 @@ def run_experiment(config: ExperimentConfig) -> Dict:
                 super_epoch=config.super_epoch,
                 estimation_epochs=config.estimation_epochs,
                 metric=config.gblend_metric,
+                train=train,
+                batch_size=config.batch_size,
                 seed=config.seed,
                 verbose=config.verbose,
             )
         )
-    if config.model_dir:
-        os.makedirs(config.model_dir, exist_ok=True)
-        with open(os.path.join(config.model_dir, "config.json"), "w") as f:
+    initial_epoch = 0
+    if model_dir:
+        os.makedirs(model_dir, exist_ok=True)
+        with open(os.path.join(model_dir, "config.json"), "w") as f:
             json.dump(dataclasses.asdict(config), f, indent=2, default=list)
-        callbacks.append(
-            keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"))
+        checkpoints = os.path.join(model_dir, "checkpoints")
+        initial_epoch = ResumableCheckpoint.saved_epoch(checkpoints)
+        callbacks += [
+            ResumableCheckpoint(checkpoints),
+            keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
+        ]
+    if isinstance(train, tf.data.Dataset):
+        fit_data, steps = {"x": train}, None
+    else:
+        dataset, steps = epoch_keyed_dataset(
+            train, config.batch_size, config.seed, config.epochs, initial_epoch
         )
+        fit_data = {"x": dataset}
     start = time.perf_counter()
     history = model.fit(
-        *train,
-        batch_size=None if config.dataset == "av_digits" else config.batch_size,
+        **fit_data,
         epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps,
         validation_data=holdout,
         callbacks=callbacks,
         verbose=config.verbose,
@@ -252,13 +315,14 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         },
         "blend_weights": model.blend_weights,
         "wall_time_s": wall_time,
+        "initial_epoch": initial_epoch,
         "history": {
             k: [float(v) for v in values] for k, values in history.history.items()
         },
         "config": dataclasses.asdict(config),
     }
-    if config.model_dir:
-        with open(os.path.join(config.model_dir, "metrics.json"), "w") as f:
+    if model_dir:
+        with open(os.path.join(model_dir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=2, default=list)
-        model.save(os.path.join(config.model_dir, "model.keras"))
+        model.save(os.path.join(model_dir, "model.keras"))
     return results

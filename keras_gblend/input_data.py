@@ -128,3 +128,49 @@ def class_ids(labels: np.ndarray) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] > 1:
         return labels.argmax(axis=1)
     return labels.reshape(len(labels))
+
+
+def epoch_keyed_dataset(
+    data, batch_size: int, seed: int, epochs: int, initial_epoch: int = 0
+) -> Tuple[tf.data.Dataset, int]:
+    """Arrays to batches whose order depends only on `(seed, epoch)`.
+
+    Epoch `e` visits the rows in the order of a stateless random
+    permutation seeded by `(seed, e)`, so a run resumed at `initial_epoch`
+    sees exactly the batches an uninterrupted run sees from that epoch on
+    (a `shuffle(reshuffle_each_iteration=True)` dataset restarts its
+    sequence instead).
+
+    Args:
+        data: `(x, y)` or `(x, y, sample_weight)` arrays.
+        batch_size: batch size.
+        seed: shuffle seed.
+        epochs: last epoch (exclusive), as in `fit`.
+        initial_epoch: first epoch.
+
+    Returns:
+        `(dataset, steps_per_epoch)`: pass both to `fit` with the same
+        `epochs` and `initial_epoch`.
+    """
+    elements = tuple(part for part in split_arrays(data) if part is not None)
+    size = num_examples(elements[0])
+    steps = -(-size // batch_size)
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, elements)
+
+    def epoch_order(epoch):
+        keys = tf.random.stateless_uniform(
+            [size], seed=tf.stack([tf.cast(seed, tf.int64), epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(
+            batch_size
+        )
+
+    dataset = tf.data.Dataset.range(initial_epoch, epochs).flat_map(
+        epoch_order
+    )
+    dataset = dataset.map(
+        lambda rows: tf.nest.map_structure(
+            lambda t: tf.gather(t, rows), tensors
+        )
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE), steps

@@ -63,7 +63,15 @@ def define_flags():
                          lower_bound=0)
     flags.DEFINE_integer("seed", defaults.seed, "Seed of split, init and shuffles.")
     flags.DEFINE_string("model_dir", "runs/latest",
-                        "Where TensorBoard logs, metrics.json and the model go.")
+                        "Where checkpoints, TensorBoard logs, metrics.json and "
+                        "the model go; rerunning resumes from its checkpoint.")
+    flags.DEFINE_enum("strategy", defaults.strategy, list(experiment.STRATEGIES),
+                      "default: one device; mirrored: all local GPUs; "
+                      "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.")
+    flags.DEFINE_bool("jit_compile", False, "Compile train steps with XLA.")
+    flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy.")
+    flags.DEFINE_bool("deterministic", False,
+                      "tf.config.experimental.enable_op_determinism().")
     flags.DEFINE_integer("verbose", 1, "Keras verbosity (0, 1, 2).")
 
 
@@ -89,6 +97,10 @@ def config_from_flags() -> experiment.ExperimentConfig:
         ogm_end_epoch=FLAGS.ogm_end_epoch,
         seed=FLAGS.seed,
         model_dir=FLAGS.model_dir,
+        strategy=FLAGS.strategy,
+        jit_compile=FLAGS.jit_compile,
+        mixed_precision=FLAGS.mixed_precision,
+        deterministic=FLAGS.deterministic,
         verbose=FLAGS.verbose,
     )
     try:

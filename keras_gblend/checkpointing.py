@@ -1,0 +1,124 @@
+"""`ResumableCheckpoint`: preemption-safe training state for `fit`.
+
+Saves, at the end of every epoch, one `tf.train.Checkpoint`
+of the model — so its weights, optimizer state, G-Blend blend weights and
+estimation state, OGM-GE epoch counter and every `SeedGenerator` (GE noise,
+dropout) — plus the number of finished epochs. `tf.train.CheckpointManager`
+writes the data files first and then atomically replaces the index that
+names the latest checkpoint, so a process killed while saving leaves the
+previous checkpoint intact: no half-written checkpoint is ever restored.
+
+At the start of `fit` the latest checkpoint, if any, is restored and
+training continues at the epoch after it (like `keras.callbacks.
+BackupAndRestore`, whose `_initial_epoch` hand-off it shares). A run killed
+mid-epoch replays that epoch from its start; with seeded, epoch-keyed input
+order (`input_data.epoch_keyed_dataset`) and
+`tf.config.experimental.enable_op_determinism()` it ends with the same
+weights as an uninterrupted run.
+"""
+
+import os
+from typing import Any, Dict
+
+import keras
+import tensorflow as tf
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process is the chief of `strategy`'s cluster (always true
+    without a multi-worker cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None or task_type == "chief":
+        return True
+    return task_type == "worker" and resolver.task_id == 0 and (
+        "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_gblend")
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Checkpoints training state and resumes from it.
+
+    Checkpoints are taken at epoch ends (a preempted epoch is replayed).
+
+    Args:
+        directory: where checkpoints go (created).
+        max_to_keep: checkpoints kept on disk.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=50, callbacks=[
+        kg.GBlendCallback(holdout, mode="online"),
+        kg.ResumableCheckpoint("run/checkpoints")])
+    # killed? run the same command again: it continues where it stopped.
+    ```
+    """
+
+    def __init__(self, directory: str, max_to_keep: int = 2):
+        super().__init__()
+        if int(max_to_keep) < 1:
+            raise ValueError(f"`max_to_keep` must be >= 1, got {max_to_keep}.")
+        self.directory = directory
+        self.max_to_keep = int(max_to_keep)
+        self._manager = None
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "directory": self.directory,
+            "max_to_keep": self.max_to_keep,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _build(self):
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        checkpoint = tf.train.Checkpoint(model=model, epoch=self._epoch)
+        self._manager = tf.train.CheckpointManager(
+            checkpoint, self._worker_directory(), max_to_keep=self.max_to_keep
+        )
+
+    def _worker_directory(self) -> str:
+        """`directory` on the chief; a private folder on other workers of a
+        MultiWorkerMirroredStrategy (every worker must save, one keeps)."""
+        strategy = self.model.distribute_strategy
+        directory = self.directory
+        if not is_chief(strategy):
+            task = strategy.cluster_resolver
+            directory = os.path.join(directory, f"_{task.task_type}_{task.task_id}")
+        os.makedirs(directory, exist_ok=True)
+        return directory
+
+    @staticmethod
+    def saved_epoch(directory: str) -> int:
+        """Epochs finished in the latest checkpoint under `directory` (0 if
+        none): the `initial_epoch` a resumed `fit` starts from. Read it to
+        build epoch-keyed input before calling `fit`."""
+        latest = tf.train.latest_checkpoint(directory)
+        if not latest:
+            return 0
+        return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+    def on_train_begin(self, logs=None):
+        if not self.model.built:
+            raise ValueError(
+                "ResumableCheckpoint needs a built model; call it on a batch "
+                "or build it before `fit`."
+            )
+        self._build()
+        latest = self._manager.latest_checkpoint
+        if latest:
+            self._manager.checkpoint.restore(latest).assert_existing_objects_matched()
+            # Keras's fit reads this after `on_train_begin`, as for
+            # `keras.callbacks.BackupAndRestore`.
+            self.model._initial_epoch = int(self._epoch.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch.assign(epoch + 1)
+        self._manager.save()
