@@ -507,6 +507,41 @@ class BlendedModel(keras.Model):
             x, self.labels_per_head(y), heads_only, sample_weight=sample_weight
         )
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TF backend) builds metrics from a batch it reduces in
+        # one `strategy.reduce` call, which MultiWorkerMirroredStrategy
+        # rejects for nested (dict) inputs. Only shapes and dtypes matter
+        # there, so hand Keras one replica's local batch instead.
+        if iterator is not None and self.distribute_strategy is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v,
+                    batch,
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(
+            iterator=iterator, data_batch=data_batch
+        )
+
+    def _for_multi_worker_reduce(self, logs):
+        # Keras 3.15 reduces step logs across a MultiWorkerMirroredStrategy
+        # with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars
+        # (tensorflow/tensorflow#72388). Shape (1,) values reduce to the same
+        # scalar.
+        if not isinstance(
+            self.distribute_strategy,
+            tf.distribute.MultiWorkerMirroredStrategy,
+        ):
+            return logs
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
+
+    def test_step(self, data):
+        return self._for_multi_worker_reduce(super().test_step(data))
+
     def predict_step(self, data):
         """Every head's output by name (the joint head is the answer)."""
         y_pred = super().predict_step(data)
@@ -515,6 +550,9 @@ class BlendedModel(keras.Model):
     # ------------------------------------------------------------ train step
     def train_step(self, data):
         """Keras's train step, with OGM-GE between gradients and update."""
+        return self._for_multi_worker_reduce(self._train_step(data))
+
+    def _train_step(self, data):
         if self.modulation is None:
             return super().train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
