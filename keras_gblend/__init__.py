@@ -12,5 +12,6 @@ from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
 from keras_gblend.ogm import OGMGE
+from keras_gblend.ogr_monitor import OGRMonitor
 
 __version__ = "0.1.0"
