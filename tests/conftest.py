@@ -27,7 +27,7 @@ def toy_data(n=96, seed=0, noise=0.3):
     return x, y.astype("int32")
 
 
-def toy_model(seed=0, fusion="concat", hidden=8):
+def toy_model(seed=0, fusion="concat", hidden=8, modulation=None):
     keras.utils.set_random_seed(seed)
     encoders = {
         "a": keras.Sequential(
@@ -39,7 +39,9 @@ def toy_model(seed=0, fusion="concat", hidden=8):
             name="enc_v",
         ),
     }
-    return kg.late_fusion_model(encoders, NUM_CLASSES, fusion=fusion)
+    return kg.late_fusion_model(
+        encoders, NUM_CLASSES, fusion=fusion, modulation=modulation
+    )
 
 
 def sparse_ce():

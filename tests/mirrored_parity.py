@@ -18,20 +18,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import keras_gblend as kg  # noqa: E402
-from conftest import sparse_ce, toy_data  # noqa: E402
+from conftest import sparse_ce, toy_data, toy_model  # noqa: E402
 
 
 def build(strategy, modulation, learning_rate, hidden=16):
     with strategy.scope():
-        keras.utils.set_random_seed(0)
-        encoders = {
-            m: keras.Sequential(
-                [keras.Input((d,)), keras.layers.Dense(hidden, activation="relu")],
-                name=f"enc_{m}",
-            )
-            for m, d in (("a", 6), ("v", 4))
-        }
-        model = kg.late_fusion_model(encoders, 3, modulation=modulation)
+        model = toy_model(hidden=hidden, modulation=modulation)
         model.compile(keras.optimizers.SGD(learning_rate), sparse_ce())
     return model
 

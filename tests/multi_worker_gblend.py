@@ -15,21 +15,14 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import keras_gblend as kg  # noqa: E402
-from conftest import sparse_ce, toy_data  # noqa: E402
+from conftest import sparse_ce, toy_data, toy_model  # noqa: E402
 
 
 def main():
     x, y = toy_data(n=96)
     train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
     with strategy.scope():
-        keras.utils.set_random_seed(0)
-        encoders = {
-            m: keras.Sequential(
-                [keras.Input((d,)), keras.layers.Dense(8, activation="relu")],
-                name=f"enc_{m}")
-            for m, d in (("a", 6), ("v", 4))
-        }
-        model = kg.late_fusion_model(encoders, 3)
+        model = toy_model()
         model.compile(keras.optimizers.SGD(0.1), sparse_ce())
     model.fit(*train, batch_size=24, epochs=2, shuffle=False, verbose=0,
               callbacks=[kg.GBlendCallback(holdout, mode="offline",

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from conftest import sparse_ce, toy_data
+from conftest import sparse_ce, toy_data, toy_model
 
 
 @pytest.fixture
@@ -18,14 +18,7 @@ def mixed_policy():
 def test_gblend_and_ogm_ge_with_xla_and_mixed_float16(mixed_policy):
     x, y = toy_data(n=96)
     train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
-    keras.utils.set_random_seed(0)
-    encoders = {
-        m: keras.Sequential(
-            [keras.Input((d,)), keras.layers.Dense(16, activation="relu")],
-            name=f"enc_{m}")
-        for m, d in (("a", 6), ("v", 4))
-    }
-    model = kg.late_fusion_model(encoders, 3, modulation=kg.OGMGE(alpha=0.5, seed=0))
+    model = toy_model(hidden=16, modulation=kg.OGMGE(alpha=0.5, seed=0))
     model.compile(keras.optimizers.SGD(0.1), sparse_ce(), jit_compile=True)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.predict(x, verbose=0)["joint"].dtype == np.float16

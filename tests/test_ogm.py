@@ -199,14 +199,7 @@ def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace():
 def test_gblend_and_ogm_ge_combine(tmp_path):
     x, y = toy_data(n=96)
     train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
-    keras.utils.set_random_seed(0)
-    encoders = {
-        m: keras.Sequential([keras.Input((d,)), keras.layers.Dense(8, activation="relu")], name=f"enc_{m}")
-        for m, d in (("a", 6), ("v", 4))
-    }
-    model = kg.late_fusion_model(
-        encoders, 3, modulation=kg.OGMGE(alpha=0.5, seed=1)
-    )
+    model = toy_model(modulation=kg.OGMGE(alpha=0.5, seed=1))
     model.compile(keras.optimizers.SGD(0.1), sparse_ce(), metrics=["accuracy"])
     history = model.fit(
         *train, epochs=2, batch_size=24, verbose=0,
