@@ -510,9 +510,10 @@ class BlendedModel(keras.Model):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 (TF backend) builds metrics from a batch it reduces in
         # one `strategy.reduce` call, which MultiWorkerMirroredStrategy
-        # rejects for nested (dict) inputs. Only shapes and dtypes matter
-        # there, so hand Keras one replica's local batch instead.
-        if iterator is not None and self.distribute_strategy is not None:
+        # rejects for nested inputs (tensorflow/tensorflow#72388). Only
+        # shapes and dtypes matter there, so hand Keras one replica's local
+        # batch instead.
+        if iterator is not None and self._is_multi_worker():
             for _, _, it in iterator:
                 batch = next(it)
                 data_batch = tf.nest.map_structure(
@@ -527,15 +528,17 @@ class BlendedModel(keras.Model):
             iterator=iterator, data_batch=data_batch
         )
 
+    def _is_multi_worker(self) -> bool:
+        return isinstance(
+            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
+        )
+
     def _for_multi_worker_reduce(self, logs):
         # Keras 3.15 reduces step logs across a MultiWorkerMirroredStrategy
         # with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars
         # (tensorflow/tensorflow#72388). Shape (1,) values reduce to the same
         # scalar.
-        if not isinstance(
-            self.distribute_strategy,
-            tf.distribute.MultiWorkerMirroredStrategy,
-        ):
+        if not self._is_multi_worker():
             return logs
         return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
 

@@ -74,12 +74,31 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     def from_config(cls, config):
         return cls(**config)
 
-    def _build(self):
-        model = self.model
+    @staticmethod
+    def _checkpoint(model):
+        """The checkpoint object: the model (with its optimizer) and the
+        number of finished epochs."""
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        checkpoint = tf.train.Checkpoint(model=model, epoch=self._epoch)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        return tf.train.Checkpoint(model=model, epoch=epoch), epoch
+
+    @staticmethod
+    def restore(model, directory: str) -> int:
+        """Restores the latest checkpoint under `directory` into `model`.
+
+        Returns:
+            The number of finished epochs it holds (0: nothing restored).
+        """
+        checkpoint, epoch = ResumableCheckpoint._checkpoint(model)
+        latest = tf.train.latest_checkpoint(directory)
+        if not latest:
+            return 0
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(epoch.numpy())
+
+    def _build(self):
+        checkpoint, self._epoch = self._checkpoint(self.model)
         self._manager = tf.train.CheckpointManager(
             checkpoint, self._worker_directory(), max_to_keep=self.max_to_keep
         )
@@ -114,7 +133,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self._build()
         latest = self._manager.latest_checkpoint
         if latest:
-            self._manager.checkpoint.restore(latest).assert_existing_objects_matched()
+            self._manager.checkpoint.restore(
+                latest
+            ).assert_existing_objects_matched()
             # Keras's fit reads this after `on_train_begin`, as for
             # `keras.callbacks.BackupAndRestore`.
             self.model._initial_epoch = int(self._epoch.numpy())

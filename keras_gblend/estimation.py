@@ -275,6 +275,14 @@ def estimate_blend_weights(
     if int(epochs) < 1:
         raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
     validate_holdout(holdout)
+    if isinstance(train, tf.data.Dataset) and (
+        int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    ):
+        raise ValueError(
+            "The training data repeats forever, so an estimation clone "
+            "cannot train `epochs` epochs on it; pass one epoch of data "
+            "(e.g. GBlendCallback(train=...))."
+        )
     groups, fused = estimation_groups(model, fused)
     make_train = input_data.dataset_factory(train, batch_size, seed)
     holdout_ds = input_data.dataset_factory(holdout, batch_size)()

@@ -295,15 +295,26 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         )
         fit_data = {"x": dataset}
     start = time.perf_counter()
-    history = model.fit(
-        **fit_data,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps,
-        validation_data=holdout,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
+    history = {}
+    if initial_epoch < config.epochs:
+        if initial_epoch and config.verbose:
+            print(f"Resuming from the checkpoint after epoch {initial_epoch}.")
+        history = model.fit(
+            **fit_data,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            shuffle=False,  # the datasets fix their own (epoch-keyed) order
+            validation_data=holdout,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        ).history
+    else:
+        ResumableCheckpoint.restore(model, checkpoints)
+        if config.verbose:
+            print(f"{model_dir} already holds all {config.epochs} epochs; "
+                  "evaluating its checkpoint (use a new --model_dir to "
+                  "retrain).")
     wall_time = time.perf_counter() - start
     scores = model.evaluate(*test, return_dict=True, verbose=0)
     results = {
@@ -317,7 +328,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         "wall_time_s": wall_time,
         "initial_epoch": initial_epoch,
         "history": {
-            k: [float(v) for v in values] for k, values in history.history.items()
+            k: [float(v) for v in values] for k, values in history.items()
         },
         "config": dataclasses.asdict(config),
     }

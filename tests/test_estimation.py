@@ -138,6 +138,11 @@ def test_argument_errors():
         kg.estimate_blend_weights(model, train, holdout, metric="f1")
     with pytest.raises(ValueError, match="epochs"):
         kg.estimate_blend_weights(model, train, holdout, epochs=0)
+    import tensorflow as tf
+
+    forever = tf.data.Dataset.from_tensor_slices(train).batch(8).repeat()
+    with pytest.raises(ValueError, match="repeats forever"):
+        kg.estimate_blend_weights(model, forever, holdout)
     with pytest.raises(TypeError, match="BlendedModel"):
         kg.estimate_blend_weights(keras.Sequential(), train, holdout)
     uncompiled = compiled_toy_model().__class__.from_config(model.get_config())
