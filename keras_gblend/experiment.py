@@ -196,7 +196,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
 
 
-def _load_data(config: ExperimentConfig):
+def load_data(config: ExperimentConfig):
     """`(train, holdout, test, encoder factory, num_classes)`."""
     if config.dataset == "av_digits":
         data = datasets.load_av_digits(
@@ -252,7 +252,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
-    train, holdout, test, encoders, num_classes = _load_data(config)
+    train, holdout, test, encoders, num_classes = load_data(config)
     with strategy.scope():
         model = build_model(config, encoders(), num_classes)
 

@@ -1,0 +1,67 @@
+"""Evaluate a saved run: per-head top-1/top-k test accuracy, and the accuracy
+of the mean of every head's probabilities ("fused").
+
+Example:
+    python scripts/evaluate.py --model_dir=runs/latest --top_k=3
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import keras  # noqa: E402
+
+from keras_gblend import experiment  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", "runs/latest",
+                        "Folder with model.keras and config.json.")
+    flags.DEFINE_integer("top_k", 3, "k of the top-k accuracy.", lower_bound=1)
+
+
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-probabilities, axis=1)[:, :k]
+    return float(np.mean([label in row for row, label in zip(top, labels)]))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    model_path = os.path.join(FLAGS.model_dir, "model.keras")
+    config_path = os.path.join(FLAGS.model_dir, "config.json")
+    for path in (model_path, config_path):
+        if not os.path.isfile(path):
+            raise app.UsageError(f"--model_dir: {path} does not exist.")
+    with open(config_path) as f:
+        config = experiment.ExperimentConfig(**json.load(f))
+    _, _, test, _, _ = experiment.load_data(config)
+    model = keras.saving.load_model(model_path)
+    logits = model.predict(test[0], verbose=0)
+    if len(test) == 1:
+        labels = np.concatenate([y.numpy() for _, y in test[0]])
+    else:
+        labels = np.asarray(test[1])
+    probabilities = {h: keras.ops.convert_to_numpy(keras.ops.softmax(v))
+                     for h, v in logits.items()}
+    probabilities["fused"] = np.mean(list(probabilities.values()), axis=0)
+    report = {
+        name: {"top1": top_k_accuracy(p, labels, 1),
+               f"top{FLAGS.top_k}": top_k_accuracy(p, labels, FLAGS.top_k)}
+        for name, p in probabilities.items()
+    }
+    print(json.dumps(report, indent=2))
+    with open(os.path.join(FLAGS.model_dir, "evaluation.json"), "w") as f:
+        json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
