@@ -498,7 +498,11 @@ class BlendedModel(keras.Model):
         weights = ops.convert_to_tensor(self.blend_weights_variable)
         total = ops.sum(ops.stack(head_losses) * weights)
         for extra in self.losses:
-            total = total + ops.cast(ops.sum(extra), "float32")
+            # As Keras's own `compute_loss`: summed, cast, and scaled by
+            # 1/replicas under a tf.distribute strategy.
+            total = total + ops.cast(
+                self._aggregate_additional_loss(extra), "float32"
+            )
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -253,3 +253,22 @@ def test_get_config_round_trips():
     clone = kg.BlendedModel.from_config(copy.deepcopy(config))
     assert clone.get_config() == config
     assert clone.joint_output == "joint" and clone.head_names == model.head_names
+
+
+def test_regularization_losses_are_added_unweighted(data):
+    x, y = data
+    a = keras.Input((6,), name="a")
+    v = keras.Input((4,), name="v")
+    fa = keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(0.1), name="fa")(a)
+    fv = keras.layers.Dense(4, name="fv")(v)
+    model = kg.BlendedModel(
+        inputs={"a": a, "v": v},
+        outputs={"a": keras.layers.Dense(3, name="ha")(fa),
+                 "v": keras.layers.Dense(3, name="hv")(fv),
+                 "joint": keras.layers.Dense(3, name="joint")(
+                     keras.layers.Concatenate()([fa, fv]))})
+    model.compile("sgd", sparse_ce(), loss_weights=[0.5, 0.25, 0.25])
+    result = model.evaluate(x, y, batch_size=len(y), return_dict=True, verbose=0)
+    penalty = 0.1 * float(np.sum(model.get_layer("fa").kernel.numpy() ** 2))
+    weighted = 0.5 * result["a_loss"] + 0.25 * result["v_loss"] + 0.25 * result["joint_loss"]
+    assert result["loss"] == pytest.approx(weighted + penalty, rel=1e-5)
