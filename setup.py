@@ -33,7 +33,7 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest", "scikit-learn"],
+        "test": ["pytest", "scikit-learn", "soundfile"],
         "av": ["scikit-learn"],
         "audio": ["soundfile"],
     },

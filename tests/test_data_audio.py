@@ -72,3 +72,16 @@ def test_mel_preset_shape_and_standardization():
     ).numpy()
     assert out.shape == (config.num_frames, 64)
     assert abs(out.mean()) < 1e-4 and abs(out.std() - 1) < 1e-3
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".ogg"])
+def test_other_formats_decode_through_soundfile(tmp_path, suffix):
+    import soundfile
+
+    samples = _tone(rate=22050, seconds=0.25)
+    path = str(tmp_path / f"tone{suffix}")
+    soundfile.write(path, np.stack([samples, samples], 1), 22050)
+    decoded, rate = audio.decode_audio_file(path)
+    assert rate == 22050 and decoded.dtype == np.float32
+    tolerance = 1e-4 if suffix == ".flac" else 0.05  # FLAC lossless, OGG lossy
+    np.testing.assert_allclose(decoded, samples, atol=tolerance)
