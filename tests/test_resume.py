@@ -3,6 +3,7 @@ command, ends with the same weights as an uninterrupted run."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -40,17 +41,18 @@ def reference(tmp_path_factory):
     return _final(model_dir)
 
 
-@pytest.mark.parametrize("kill_delay_s", [0.3, 2.5])
-def test_killed_run_resumes_to_identical_weights(reference, tmp_path, kill_delay_s):
+@pytest.mark.parametrize("after_checkpoint", [1, 3])
+def test_killed_run_resumes_to_identical_weights(reference, tmp_path, after_checkpoint):
+    """Killed at a random moment after the given epoch's checkpoint."""
     model_dir = str(tmp_path)
-    index = os.path.join(model_dir, "checkpoints", "checkpoint")
+    index = os.path.join(model_dir, "checkpoints", f"ckpt-{after_checkpoint}.index")
     process = subprocess.Popen(_command(model_dir), env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not os.path.exists(index) and process.poll() is None:
         assert time.time() < deadline, "no checkpoint was written"
-        time.sleep(0.05)
-    time.sleep(kill_delay_s)
+        time.sleep(0.02)
+    time.sleep(random.Random(after_checkpoint).uniform(0.05, 0.4))
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "finished before the kill"
