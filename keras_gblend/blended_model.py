@@ -626,9 +626,12 @@ class BlendedModel(keras.Model):
             [position[i] for i in group if i in position]
             for group in self._modulated_variable_ids
         ]
+        grouped = {i for group in groups for i in group}
         gradients = [
-            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-            for g in gradients
+            tf.convert_to_tensor(g)
+            if i in grouped and isinstance(g, tf.IndexedSlices)
+            else g
+            for i, g in enumerate(gradients)
         ]
         if not config.noise:
             return ogm.scale_gradients(gradients, groups, coefficients)

@@ -30,6 +30,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_gblend import head_graph
+
 PARAMS = ("kernels", "all")
 SCORE_SOURCES = ("auto", "fusion", "heads")
 NOISE_EPSILON = 1e-8
@@ -284,8 +286,6 @@ def modulated_variable_groups(model, config: OGMGE) -> List[List]:
     Returns:
         A list of k lists of variables.
     """
-    from keras_gblend import head_graph
-
     if config.encoder_layers is not None:
         missing = [m for m in model.modalities if m not in config.encoder_layers]
         if missing:
