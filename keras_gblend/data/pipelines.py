@@ -19,6 +19,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from keras_gblend import input_data
 from keras_gblend.data import audio as audio_lib
 from keras_gblend.data import frames as frames_lib
 from keras_gblend.data.layout import ClipList
@@ -147,18 +148,11 @@ def arrays_dataset(
     y,
     batch_size: int = 32,
     shuffle_seed: Optional[int] = None,
-    cache: bool = True,
 ) -> tf.data.Dataset:
     """In-memory arrays (`x` may be a dict) to a batched, prefetched
-    dataset, shuffled each epoch when `shuffle_seed` is given."""
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if cache:
-        dataset = dataset.cache()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(
-            len(y), seed=shuffle_seed, reshuffle_each_iteration=True
-        )
-    dataset = dataset.batch(batch_size).prefetch(AUTOTUNE)
+    dataset, shuffled each epoch when `shuffle_seed` is given (see
+    `input_data.dataset_factory`), sharded by DATA under tf.distribute."""
+    dataset = input_data.dataset_factory((x, y), batch_size, shuffle_seed)()
     return _with_shard_policy(
-        dataset, tf.data.experimental.AutoShardPolicy.DATA
+        dataset.prefetch(AUTOTUNE), tf.data.experimental.AutoShardPolicy.DATA
     )
