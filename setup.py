@@ -33,8 +33,9 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest", "scikit-learn", "soundfile"],
+        "test": ["pytest", "scikit-learn", "soundfile", "matplotlib>=3.8"],
         "av": ["scikit-learn"],
         "audio": ["soundfile"],
+        "plot": ["matplotlib>=3.8"],
     },
 )

@@ -4,7 +4,15 @@ Gradient-Blending (Wang, Tran & Feiszli, CVPR 2020) for Keras 3 models with
 named per-modality heads and a joint head.
 """
 
-from keras_gblend import data, datasets, encoders, fusion_layers, ogm, ogr
+from keras_gblend import (
+    data,
+    datasets,
+    encoders,
+    fusion_layers,
+    ogm,
+    ogr,
+    training_history,
+)
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.checkpointing import ResumableCheckpoint
 from keras_gblend.estimation import BlendEstimate, estimate_blend_weights
@@ -13,5 +21,6 @@ from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
 from keras_gblend.ogm import OGMGE
 from keras_gblend.ogr_monitor import OGRMonitor
+from keras_gblend.plotting import plot_history
 
 __version__ = "0.1.0"

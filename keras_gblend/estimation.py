@@ -156,7 +156,27 @@ def _measure(clone, dataset, heads, metric) -> np.ndarray:
     return values
 
 
-def _train_subset(train, train_subset, fraction, batch_size, seed):
+def train_subset_dataset(
+    train,
+    train_subset=None,
+    fraction: float = 0.25,
+    batch_size: Optional[int] = None,
+    seed: Optional[int] = 0,
+) -> tf.data.Dataset:
+    """The fixed train subset `T'` on which overfitting is measured.
+
+    Args:
+        train: training data: `(x, y)` arrays or a batched dataset.
+        train_subset: an explicit `T'` (same forms); returned batched.
+        fraction: otherwise, the share of `train` to take: random rows of
+            arrays, or the first batches of a dataset (cached, so `T'` is
+            the same set every time it is read).
+        batch_size: batch size for arrays (default 32).
+        seed: row sampling seed for arrays.
+
+    Returns:
+        A batched `tf.data.Dataset`.
+    """
     if train_subset is not None:
         return input_data.dataset_factory(train_subset, batch_size)()
     if not 0.0 < fraction <= 1.0:
@@ -286,7 +306,7 @@ def estimate_blend_weights(
     groups, fused = estimation_groups(model, fused)
     make_train = input_data.dataset_factory(train, batch_size, seed)
     holdout_ds = input_data.dataset_factory(holdout, batch_size)()
-    subset_ds = _train_subset(
+    subset_ds = train_subset_dataset(
         train, train_subset, train_subset_fraction, batch_size, seed
     )
 

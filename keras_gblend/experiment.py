@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -20,11 +20,13 @@ from keras_gblend import datasets
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
 from keras_gblend.encoders import frames_encoder, spectrogram_encoder
+from keras_gblend.estimation import train_subset_dataset
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
 from keras_gblend.input_data import epoch_keyed_dataset
 from keras_gblend.ogm import OGMGE
+from keras_gblend.ogr_monitor import OGRMonitor
 
 METHODS = (
     "naive",
@@ -38,6 +40,13 @@ METHODS = (
 )
 DATASETS = ("uci_mfeat", "av_digits")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+UNIMODAL_PREFIX = "unimodal:"
+AV_DIGITS_MODALITIES = ("audio", "visual")
+# Settings a resumed run may change; every other setting must match the
+# run saved in `model_dir` (its checkpoint was trained with them).
+RESUMABLE_CHANGES = ("epochs", "verbose", "model_dir", "data_dir", "strategy",
+                     "jit_compile")
 
 
 @dataclasses.dataclass
@@ -50,8 +59,10 @@ class ExperimentConfig:
     method: str = "gblend_online"
     epochs: int = 40
     batch_size: int = 32
-    learning_rate: float = 0.01
+    optimizer: str = "sgd"
+    learning_rate: Optional[float] = None
     momentum: float = 0.9
+    weight_decay: Optional[float] = None
     hidden_units: int = 64
     fusion: str = "concat"
     holdout_fraction: float = 0.1
@@ -68,6 +79,7 @@ class ExperimentConfig:
     jit_compile: bool = False
     mixed_precision: bool = False
     deterministic: bool = False
+    ogr_monitor: bool = False
     verbose: int = 1
 
     def validate(self) -> None:
@@ -75,10 +87,6 @@ class ExperimentConfig:
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"dataset must be one of {DATASETS}, got {self.dataset!r}."
-            )
-        if self.method not in METHODS:
-            raise ValueError(
-                f"method must be one of {METHODS}, got {self.method!r}."
             )
         if self.dataset == "av_digits":
             if not self.data_dir or not os.path.isfile(
@@ -98,6 +106,26 @@ class ExperimentConfig:
                     f"views: unknown {unknown}; choose from "
                     f"{list(datasets.uci_multifeature.VIEWS)}."
                 )
+        if self.method not in METHODS and not self.unimodal_modality:
+            raise ValueError(
+                f"method must be one of {METHODS} or "
+                f"'{UNIMODAL_PREFIX}<modality>', got {self.method!r}."
+            )
+        if self.unimodal_modality and (
+            self.unimodal_modality not in self.modalities
+        ):
+            raise ValueError(
+                f"method: {self.method!r} names no modality of this run; "
+                f"choose '{UNIMODAL_PREFIX}' + one of {list(self.modalities)}."
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}."
+            )
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError("learning_rate must be > 0.")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError("weight_decay must be >= 0.")
         for name in ("epochs", "batch_size", "hidden_units", "super_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1.")
@@ -107,6 +135,28 @@ class ExperimentConfig:
             raise ValueError(
                 f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."
             )
+
+    @property
+    def modalities(self) -> Tuple[str, ...]:
+        """The modalities (input names) of this run's model."""
+        if self.dataset == "av_digits":
+            return AV_DIGITS_MODALITIES
+        return tuple(self.views)
+
+    @property
+    def unimodal_modality(self) -> Optional[str]:
+        """`m` for `method="unimodal:<m>"`, else None."""
+        if self.method.startswith(UNIMODAL_PREFIX):
+            return self.method[len(UNIMODAL_PREFIX):]
+        return None
+
+    @property
+    def reported_head(self) -> Optional[str]:
+        """The head a method is judged by: `m` for `unimodal:<m>`, `joint`
+        for the fusion methods, None for `unimodal` (every uni-modal head)."""
+        if self.method == "unimodal":
+            return None
+        return self.unimodal_modality or "joint"
 
     @property
     def gblend_mode(self) -> Optional[str]:
@@ -139,11 +189,20 @@ def starting_loss_weights(method: str, heads: Sequence[str]) -> List[float]:
       network; OGM-GE then modulates its encoders' gradients);
     - `unimodal`: each uni-modal head alone (their variables are disjoint,
       so this trains k independent uni-modal networks in one run);
+    - `unimodal:<m>`: modality m's head alone (every other variable gets
+      a zero gradient);
     - `gblend_*`: uniform, summing to 1 like the estimated weights.
     """
     k = len(heads)
     if method == "unimodal":
         return [1.0] * (k - 1) + [0.0]
+    if method.startswith(UNIMODAL_PREFIX):
+        modality = method[len(UNIMODAL_PREFIX):]
+        if modality not in heads[:-1]:
+            raise ValueError(
+                f"{method!r} names no modality of the model {list(heads[:-1])}."
+            )
+        return [float(head == modality) for head in heads]
     if method.startswith("gblend_"):
         return [1.0 / k] * k
     return [0.0] * (k - 1) + [1.0]
@@ -163,6 +222,54 @@ def mlp_encoder(train_features: np.ndarray, hidden_units: int, name: str):
     )
 
 
+def make_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
+    """The optimizer `config` names. Without `learning_rate`, Keras's
+    default for it (SGD 0.01, Adam/AdamW 0.001); without `weight_decay`,
+    Keras's (AdamW 0.004, none otherwise). `momentum` is SGD's."""
+    kwargs = {}
+    if config.learning_rate is not None:
+        kwargs["learning_rate"] = config.learning_rate
+    if config.weight_decay is not None:
+        kwargs["weight_decay"] = config.weight_decay
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=config.momentum, **kwargs)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(**kwargs)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(**kwargs)
+    raise ValueError(
+        f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}."
+    )
+
+
+def check_resumable(config: ExperimentConfig) -> None:
+    """Raises `ValueError` if `config.model_dir` holds checkpoints of a run
+    whose settings differ from `config` (other than `RESUMABLE_CHANGES`):
+    resuming would silently mix two experiments."""
+    if not config.model_dir:
+        return
+    saved_path = os.path.join(config.model_dir, "config.json")
+    checkpoints = os.path.join(config.model_dir, "checkpoints")
+    if not os.path.isfile(saved_path) or not ResumableCheckpoint.saved_epoch(
+        checkpoints
+    ):
+        return
+    with open(saved_path) as f:
+        saved = json.load(f)
+    current = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    differences = [
+        f"{name}={saved.get(name)!r} (saved) vs {value!r} (now)"
+        for name, value in current.items()
+        if name not in RESUMABLE_CHANGES and saved.get(name) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"model_dir: {config.model_dir} holds a checkpointed run with "
+            f"other settings: {'; '.join(differences)}. Rerun with the saved "
+            "settings (its config.json) to resume, or use a new model_dir."
+        )
+
+
 def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
                 num_classes: int) -> BlendedModel:
     """The late-fusion model over `encoders`, compiled for `config.method`."""
@@ -173,9 +280,7 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
         modulation=config.modulation(),
     )
     model.compile(
-        optimizer=keras.optimizers.SGD(
-            config.learning_rate, momentum=config.momentum
-        ),
+        optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         loss_weights=starting_loss_weights(config.method, model.head_names),
         metrics=["accuracy"],
@@ -246,6 +351,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         `history`, `wall_time_s` of `fit`, and the config.
     """
     config.validate()
+    check_resumable(config)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.mixed_precision:
@@ -274,6 +380,16 @@ def run_experiment(config: ExperimentConfig) -> Dict:
                 batch_size=config.batch_size,
                 seed=config.seed,
                 verbose=config.verbose,
+            )
+        )
+    if config.ogr_monitor:
+        callbacks.append(
+            OGRMonitor(
+                holdout,
+                train_subset=train_subset_dataset(
+                    train, batch_size=config.batch_size, seed=config.seed
+                ),
+                batch_size=config.batch_size,
             )
         )
     initial_epoch = 0
@@ -321,6 +437,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         "dataset": config.dataset,
         "views": list(model.modalities),
         "method": config.method,
+        "reported_head": config.reported_head,
         "test_accuracy": {
             head: float(scores[f"{head}_accuracy"]) for head in model.head_names
         },

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -28,16 +28,24 @@ def define_flags():
                         "AV-digits folder (from scripts/make_av_digits.py).")
     flags.DEFINE_list("views", list(defaults.views),
                       "Comma-separated modalities (UCI: fou,fac,kar,pix,zer,mor).")
-    flags.DEFINE_enum("method", defaults.method, experiment.METHODS,
-                      "naive: joint head only; unimodal: each view alone; "
-                      "gblend_offline / gblend_online: Gradient-Blending; "
-                      "ogm / ogm_ge: OGM(-GE) on the naive network; "
-                      "gblend_*+ogm_ge: both.")
+    flags.DEFINE_string(
+        "method", defaults.method,
+        "One of " + "|".join(experiment.METHODS) + "|unimodal:<m>. naive: "
+        "joint head only; unimodal:<m>: modality m alone; unimodal: every modality alone (in one run); "
+        "gblend_offline / gblend_online: Gradient-Blending; ogm / ogm_ge: "
+        "OGM(-GE) on the naive network; gblend_*+ogm_ge: both.")
     flags.DEFINE_integer("epochs", defaults.epochs, "Training epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.", lower_bound=1)
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "SGD learning rate.",
-                       lower_bound=0.0)
-    flags.DEFINE_float("momentum", defaults.momentum, "SGD momentum.", lower_bound=0.0)
+    flags.DEFINE_enum("optimizer", defaults.optimizer, list(experiment.OPTIMIZERS),
+                      "sgd (with --momentum), adam or adamw.")
+    flags.DEFINE_float("learning_rate", None,
+                       "Learning rate (default: Keras's, sgd 0.01, adam/adamw "
+                       "0.001).", lower_bound=0.0)
+    flags.DEFINE_float("momentum", defaults.momentum,
+                       "SGD momentum (--optimizer=sgd only).", lower_bound=0.0)
+    flags.DEFINE_float("weight_decay", None,
+                       "Decoupled weight decay (default: Keras's, adamw "
+                       "0.004, none otherwise).", lower_bound=0.0)
     flags.DEFINE_integer("hidden_units", defaults.hidden_units,
                          "Encoder width.", lower_bound=1)
     flags.DEFINE_enum("fusion", defaults.fusion, list(FUSIONS), "Fusion.")
@@ -72,6 +80,9 @@ def define_flags():
     flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy.")
     flags.DEFINE_bool("deterministic", False,
                       "tf.config.experimental.enable_op_determinism().")
+    flags.DEFINE_bool("ogr_monitor", False,
+                      "Log each head's overfitting, generalization and OGR "
+                      "every epoch (kg.OGRMonitor).")
     flags.DEFINE_integer("verbose", 1, "Keras verbosity (0, 1, 2).")
 
 
@@ -83,8 +94,10 @@ def config_from_flags() -> experiment.ExperimentConfig:
         method=FLAGS.method,
         epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size,
+        optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
         momentum=FLAGS.momentum,
+        weight_decay=FLAGS.weight_decay,
         hidden_units=FLAGS.hidden_units,
         fusion=FLAGS.fusion,
         holdout_fraction=FLAGS.holdout_fraction,
@@ -101,10 +114,15 @@ def config_from_flags() -> experiment.ExperimentConfig:
         jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision,
         deterministic=FLAGS.deterministic,
+        ogr_monitor=FLAGS.ogr_monitor,
         verbose=FLAGS.verbose,
     )
+    if FLAGS["momentum"].present and FLAGS.optimizer != "sgd":
+        raise app.UsageError(
+            f"--momentum applies to --optimizer=sgd, not {FLAGS.optimizer}.")
     try:
         config.validate()
+        experiment.check_resumable(config)
     except ValueError as error:
         raise app.UsageError(f"--{error}")
     return config
@@ -113,9 +131,22 @@ def config_from_flags() -> experiment.ExperimentConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    results = experiment.run_experiment(config_from_flags())
-    summary = {k: results[k] for k in ("method", "views", "test_accuracy",
-                                         "blend_weights", "wall_time_s")}
+    config = config_from_flags()
+    if not FLAGS["verbosity"].present:
+        # TensorFlow's checkpoint code logs every save at absl INFO.
+        logging.set_verbosity(logging.WARNING)
+    if config.model_dir:
+        # `python scripts/train.py --flagfile=<model_dir>/flags.txt` reruns
+        # (or resumes) this run.
+        os.makedirs(config.model_dir, exist_ok=True)
+        with open(os.path.join(config.model_dir, "flags.txt"), "w") as f:
+            for flag in FLAGS.get_key_flags_for_module(sys.argv[0]):
+                if flag.present or flag.value != flag.default:
+                    f.write(flag.serialize() + "\n")
+    results = experiment.run_experiment(config)
+    summary = {k: results[k] for k in ("method", "reported_head", "views",
+                                         "test_accuracy", "blend_weights",
+                                         "wall_time_s")}
     print(json.dumps(summary, indent=2))
     print(f"Wrote {os.path.join(FLAGS.model_dir, 'metrics.json')}")
 

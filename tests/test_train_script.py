@@ -1,9 +1,12 @@
 import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
+
+from keras_gblend.training_history import read_event_scalars
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "scripts")
 
@@ -19,26 +22,59 @@ def _run(*flags, script="train.py", cwd=None):
     )
 
 
-def test_train_script_writes_metrics_and_tensorboard(tmp_path):
+def _same(a, b):
+    return len(a) == len(b) and all(
+        (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=1e-5)
+        for u, v in zip(a, b)
+    )
+
+
+def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
     result = _run(
         "--views=fac,mor",
-        "--method=gblend_online",
+        "--method=gblend_online+ogm_ge",
         "--epochs=3",
         "--warmup_epochs=1",
         "--super_epoch=1",
         "--estimation_epochs=1",
+        "--ogr_monitor",
         "--verbose=0",
         f"--model_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.load(open(tmp_path / "metrics.json"))
     assert set(metrics["test_accuracy"]) == {"fac", "mor", "joint"}
+    assert metrics["reported_head"] == "joint"
     # Three epochs of SGD on the strong view beat chance (10%) by far.
     assert metrics["test_accuracy"]["fac"] > 0.5
     assert sum(metrics["blend_weights"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert metrics["history"]["gblend/estimation_epoch"] == [-1.0, 1.0, 2.0]
-    assert list((tmp_path / "logs").rglob("*.tfevents*"))
+    history = metrics["history"]
+    assert history["gblend/estimation_epoch"] == [-1.0, 1.0, 2.0]
     assert (tmp_path / "model.keras").exists()
+    assert "--method=gblend_online+ogm_ge" in (tmp_path / "flags.txt").read_text()
+
+    # Every documented TensorBoard tag is there, with the History's values.
+    documented = [
+        f"{figure}/{head}"
+        for head in ("fac", "mor", "joint")
+        for figure in ("blend_weight", "gblend/delta_o", "gblend/delta_g",
+                       "gblend/ogr", "ogr_monitor/overfitting",
+                       "ogr_monitor/delta_o", "ogr_monitor/delta_g",
+                       "ogr_monitor/ogr")
+    ] + [f"ogm/{kind}/{m}" for kind in ("coefficient", "ratio")
+         for m in ("fac", "mor")]
+    train_tags = read_event_scalars(str(tmp_path / "logs" / "train"))
+    holdout_tags = read_event_scalars(str(tmp_path / "logs" / "validation"))
+    for key in documented + [f"{h}_loss" for h in ("fac", "mor", "joint")]:
+        steps = train_tags[f"epoch_{key}"]
+        assert sorted(steps) == [0, 1, 2], key
+        assert _same([steps[s] for s in range(3)], history[key]), key
+    for head in ("fac", "mor", "joint"):
+        steps = holdout_tags[f"epoch_{head}_loss"]
+        assert _same([steps[s] for s in range(3)], history[f"val_{head}_loss"])
+    # OGM-GE slowed a modality at least once; G-Blend estimated finite OGRs.
+    assert min(history["ogm/coefficient/fac"] + history["ogm/coefficient/mor"]) < 1
+    assert all(math.isfinite(v) for v in history["gblend/ogr/joint"][1:])
 
     # evaluate.py reloads the saved run and agrees with training's numbers.
     evaluated = _run(f"--model_dir={tmp_path}", "--top_k=3", script="evaluate.py")
@@ -48,6 +84,15 @@ def test_train_script_writes_metrics_and_tensorboard(tmp_path):
         assert report[head]["top1"] == pytest.approx(accuracy, abs=1e-6)
         assert report[head]["top3"] >= report[head]["top1"]
     assert set(report) == {"fac", "mor", "joint", "fused"}
+
+    # plot_history.py draws the run from its folder.
+    plotted = _run(f"--model_dir={tmp_path}", script="plot_history.py")
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = _run(f"--model_dir={empty}", script="plot_history.py")
+    assert refused.returncode != 0 and "--model_dir" in refused.stderr
 
 
 def test_estimate_weights_script(tmp_path):
@@ -70,10 +115,13 @@ def test_estimate_weights_script(tmp_path):
         ("--views=fac,rgb", "--views: unknown ['rgb']"),
         ("--method=magic", "--method"),
         ("--epochs=0", "--epochs"),
+        ("--method=unimodal:pix", "--method: 'unimodal:pix' names no modality"),
+        ("--optimizer=adam --momentum=0.5", "--momentum applies to --optimizer=sgd"),
+        ("--optimizer=rmsprop", "--optimizer"),
     ],
 )
 def test_bad_flags_exit_nonzero_naming_the_flag(flag, message, tmp_path):
-    result = _run(flag, f"--model_dir={tmp_path}")
+    result = _run(*flag.split(), f"--model_dir={tmp_path}")
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "metrics.json").exists()

@@ -1,0 +1,43 @@
+"""Plot a run's blend weights, OGR, OGM-GE coefficients and per-head losses
+over epochs (needs matplotlib: pip install -e ".[plot]").
+
+Example:
+    python scripts/plot_history.py --model_dir=runs/latest
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from keras_gblend.plotting import plot_history  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", "runs/latest",
+                        "Run folder (TensorBoard logs in <model_dir>/logs, or "
+                        "metrics.json).")
+    flags.DEFINE_string("out", None,
+                        "Image path (default <model_dir>/history.png).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not os.path.isdir(FLAGS.model_dir):
+        raise app.UsageError(f"--model_dir: {FLAGS.model_dir} is not a folder.")
+    out = FLAGS.out or os.path.join(FLAGS.model_dir, "history.png")
+    try:
+        plot_history(FLAGS.model_dir, out=out)
+    except ValueError as error:
+        raise app.UsageError(f"--model_dir: {error}")
+    print(f"Wrote {out}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

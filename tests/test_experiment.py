@@ -1,0 +1,86 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_gblend import experiment
+
+
+def _config(tmp_path=None, **kwargs):
+    settings = dict(views=("fac", "mor"), epochs=1, verbose=0,
+                    model_dir=None if tmp_path is None else str(tmp_path))
+    settings.update(kwargs)
+    return experiment.ExperimentConfig(**settings)
+
+
+def test_unimodal_method_trains_only_that_modality():
+    config = _config(method="unimodal:mor")
+    config.validate()
+    assert config.reported_head == "mor"
+    keras.utils.set_random_seed(0)
+    train, _, test, encoders, num_classes = experiment.load_data(config)
+    model = experiment.build_model(config, encoders(), num_classes)
+    assert model.blend_weights == {"fac": 0.0, "mor": 1.0, "joint": 0.0}
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    model.fit(*train, batch_size=32, epochs=2, verbose=0)
+    changed = {
+        v.path for v, start in zip(model.trainable_variables, before)
+        if not np.array_equal(v.numpy(), start)
+    }
+    assert any(path.startswith("mor_encoder/") for path in changed), changed
+    assert all(path.startswith(("mor_encoder/", "mor_head/"))
+               for path in changed), changed
+    accuracy = model.evaluate(*test, return_dict=True, verbose=0)
+    assert accuracy["mor_accuracy"] > 0.3  # 10 classes: chance is 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs, kind, settings",
+    [
+        ({}, keras.optimizers.SGD, {"learning_rate": 0.01, "momentum": 0.9}),
+        ({"optimizer": "adam"}, keras.optimizers.Adam,
+         {"learning_rate": 0.001}),
+        ({"optimizer": "adamw"}, keras.optimizers.AdamW,
+         {"learning_rate": 0.001, "weight_decay": 0.004}),
+        ({"optimizer": "adamw", "learning_rate": 0.02, "weight_decay": 0.1},
+         keras.optimizers.AdamW, {"learning_rate": 0.02, "weight_decay": 0.1}),
+    ],
+)
+def test_optimizer_settings(kwargs, kind, settings):
+    optimizer = experiment.make_optimizer(_config(**kwargs))
+    assert type(optimizer) is kind
+    config = optimizer.get_config()
+    for name, value in settings.items():
+        assert config[name] == pytest.approx(value), name
+
+
+def test_adamw_weight_decay_shrinks_weights_with_zero_gradient():
+    # The fac head gets no gradient under unimodal:mor; only AdamW's
+    # decoupled decay moves it, by exactly lr * wd per step (x (1 - lr*wd)).
+    config = _config(method="unimodal:mor", optimizer="adamw",
+                     learning_rate=0.01, weight_decay=0.5)
+    keras.utils.set_random_seed(0)
+    train, _, _, encoders, num_classes = experiment.load_data(config)
+    model = experiment.build_model(config, encoders(), num_classes)
+    kernel = model.get_layer("fac_head").kernel
+    start = kernel.numpy().copy()
+    model.fit(train[0], train[1], batch_size=len(train[1]), epochs=3,
+              verbose=0)
+    np.testing.assert_allclose(kernel.numpy(), start * (1 - 0.01 * 0.5) ** 3,
+                               rtol=1e-5)
+
+
+def test_resume_requires_the_saved_settings(tmp_path):
+    first = experiment.run_experiment(_config(tmp_path, method="naive"))
+    assert first["initial_epoch"] == 0
+    resumed = experiment.run_experiment(
+        _config(tmp_path, method="naive", epochs=2))
+    assert resumed["initial_epoch"] == 1
+    with pytest.raises(ValueError, match=r"method='naive' \(saved\) vs "
+                       r"'gblend_online' \(now\).*learning_rate"):
+        experiment.run_experiment(
+            _config(tmp_path, method="gblend_online", epochs=3,
+                    learning_rate=0.5))
+    # The refused run changed nothing: the saved run still resumes.
+    again = experiment.run_experiment(
+        _config(tmp_path, method="naive", epochs=3))
+    assert again["initial_epoch"] == 2

@@ -1,0 +1,104 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_gblend as kg
+from keras_gblend.training_history import load_epoch_logs, read_event_scalars
+from conftest import sparse_ce, toy_data, toy_model
+
+
+def _lines(figure):
+    """{panel title: {line label: (x, y)}}."""
+    return {
+        ax.get_title(): {
+            line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+            for line in ax.get_lines()
+        }
+        for ax in figure.axes
+    }
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(
+        (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=1e-6)
+        for u, v in zip(a, b)
+    )
+
+
+def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
+    x, y = toy_data(n=120)
+    train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
+    model = toy_model(modulation=kg.OGMGE(alpha=0.5, noise=False))
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
+                  loss_weights=[1 / 3] * 3)
+    history = model.fit(
+        *train, batch_size=16, epochs=3, verbose=0, validation_data=holdout,
+        callbacks=[kg.GBlendCallback(holdout, mode="online", warmup_epochs=1,
+                                     super_epoch=1, estimation_epochs=1,
+                                     verbose=0)])
+    out = tmp_path / "weights.png"
+    figure = kg.plot_history(history, out=out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = _lines(figure)
+    assert list(lines) == [
+        "G-Blend weights",
+        "Overfitting-to-generalization ratio",
+        "OGM-GE coefficients",
+        "Per-head loss (solid: train, dashed: holdout)",
+    ]
+    logs = history.history
+    for head in ("a", "v", "joint"):
+        xs, ys = lines["G-Blend weights"][head]
+        assert xs == [0, 1, 2] and _same(ys, logs[f"blend_weight/{head}"])
+        assert _same(lines["Overfitting-to-generalization ratio"][head][1],
+                     logs[f"gblend/ogr/{head}"])
+        assert _same(lines["Per-head loss (solid: train, dashed: holdout)"][
+            f"{head} (holdout)"][1], logs[f"val_{head}_loss"])
+    for modality in ("a", "v"):
+        assert _same(lines["OGM-GE coefficients"][modality][1],
+                     logs[f"ogm/coefficient/{modality}"])
+    # The weights really moved: the plot is not of a constant.
+    assert len(set(logs["blend_weight/joint"])) > 1
+
+
+def test_plot_history_refuses_logs_without_gblend_or_ogm():
+    with pytest.raises(ValueError, match=r"blend_weight/\*.*'loss'"):
+        kg.plot_history({"loss": [1.0, 0.5], "joint_loss": [1.0, 0.5]})
+    with pytest.raises(ValueError, match="is not a folder"):
+        kg.plot_history("/nonexistent/run")
+    with pytest.raises(ValueError, match="2 values for 3 epochs"):
+        load_epoch_logs(type("H", (), {"history": {"loss": [1, 2]},
+                                       "epoch": [4, 5, 6]})())
+
+
+def test_event_files_read_back_with_resumed_steps_overriding(tmp_path):
+    train_dir = tmp_path / "logs" / "train"
+    first = tf.summary.create_file_writer(str(train_dir))
+    with first.as_default():
+        for step, value in enumerate([0.2, 0.4, 0.6]):
+            tf.summary.scalar("epoch_blend_weight/joint", value, step=step)
+    first.close()
+    # A resumed run repeats epoch 2 (after its last checkpoint) in a new file.
+    second = tf.summary.create_file_writer(str(train_dir), filename_suffix=".b")
+    with second.as_default():
+        for step, value in [(2, 0.7), (3, 0.9)]:
+            tf.summary.scalar("epoch_blend_weight/joint", value, step=step)
+            tf.summary.histogram("epoch_ignored", np.ones(3), step=step)
+    second.close()
+    scalars = read_event_scalars(str(train_dir))
+    assert set(scalars) == {"epoch_blend_weight/joint"}
+    logs = load_epoch_logs(tmp_path)
+    epochs, values = logs["blend_weight/joint"]
+    assert epochs == [0, 1, 2, 3]
+    assert values == pytest.approx([0.2, 0.4, 0.7, 0.9])
+
+
+def test_history_epochs_follow_initial_epoch():
+    x, y = toy_data(n=48)
+    model = toy_model()
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce())
+    history = model.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
+    assert load_epoch_logs(history)["joint_loss"][0] == [2, 3]
