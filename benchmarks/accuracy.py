@@ -42,7 +42,9 @@ def define_flags():
         "UCI view sets, each comma-separated.")
     flags.DEFINE_list("data_dirs", [],
                       "AV-digits folders (e.g. two noise levels).")
-    flags.DEFINE_list("methods", list(experiment.METHODS), "Methods.")
+    flags.DEFINE_list("methods", list(experiment.METHODS),
+                      "Methods (as scripts/train.py --method, incl. "
+                      "unimodal:<m>).")
     flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.")
     flags.DEFINE_float("alpha", 0.5, "OGM-GE alpha.")
     flags.DEFINE_string("out", None, "Output path without extension "
@@ -51,6 +53,15 @@ def define_flags():
 
 def mean_std(values):
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
+
+
+def trained_heads(method, heads):
+    """Heads a method trains (the others' accuracy is not reported)."""
+    if method.startswith(experiment.UNIMODAL_PREFIX):
+        return [method[len(experiment.UNIMODAL_PREFIX):]]
+    if method == "unimodal":
+        return heads[:-1]
+    return heads
 
 
 def settings():
@@ -64,19 +75,40 @@ def settings():
             for v in FLAGS.view_sets]
 
 
+FLAG_OF_SETTING = {"method": "methods", "views": "view_sets",
+                   "data_dir": "data_dirs"}
+
+
+def make_config(method, seed, kwargs):
+    return experiment.ExperimentConfig(
+        method=method, epochs=FLAGS.epochs, alpha=FLAGS.alpha,
+        learning_rate=FLAGS.learning_rate, seed=seed, verbose=0, **kwargs)
+
+
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        seeds = [int(seed) for seed in FLAGS.seeds]
+    except ValueError:
+        raise app.UsageError(f"--seeds: integers expected, got {FLAGS.seeds}.")
+    for _, kwargs in settings():  # every setting is valid before any run
+        for method in FLAGS.methods:
+            try:
+                make_config(method, seeds[0], kwargs).validate()
+            except ValueError as error:
+                # Config errors start with the setting's name.
+                field, _, detail = str(error).partition(" ")
+                flag = FLAG_OF_SETTING.get(field.rstrip(":"), field.rstrip(":"))
+                raise app.UsageError(f"--{flag}: {detail}")
     tables = []
     for title, kwargs in settings():
         rows = []
         for method in FLAGS.methods:
             runs = []
-            for seed in FLAGS.seeds:
-                config = experiment.ExperimentConfig(
-                    method=method, epochs=FLAGS.epochs, alpha=FLAGS.alpha,
-                    learning_rate=FLAGS.learning_rate, seed=int(seed),
-                    verbose=0, **kwargs)
-                result = experiment.run_experiment(config)
+            for seed in seeds:
+                result = experiment.run_experiment(
+                    make_config(method, seed, kwargs))
                 runs.append({k: result[k] for k in
                              ("views", "test_accuracy", "blend_weights",
                               "wall_time_s")})
@@ -92,8 +124,9 @@ def main(argv):
              "test evaluated once per run. Online G-Blend: warm-up 10, "
              "super-epoch 5, estimation 5 epochs. OGM-GE: alpha "
              f"{FLAGS.alpha}, whole run. `unimodal` trains each modality's "
-             "network alone (its columns); other methods report the joint "
-             "head, their per-modality columns being the auxiliary heads. "
+             "network alone (its columns), `unimodal:<m>` modality m's; "
+             "other methods report the joint head, their per-modality "
+             "columns being the auxiliary heads. "
              "Wall time: `fit` only.", ""]
     for table in tables:
         heads = table["rows"][0]["runs"][0]["views"] + ["joint"]
@@ -107,11 +140,11 @@ def main(argv):
             weights = {h: np.mean([r["blend_weights"][h] for r in runs])
                        for h in heads}
             wall = np.mean([r["wall_time_s"] for r in runs])
-            joint = ("—" if row["method"] == "unimodal"
-                     else mean_std(accs["joint"]))
+            trained = trained_heads(row["method"], heads)
             lines.append(
-                f"| {row['method']} | {joint} | "
-                + " | ".join(mean_std(accs[h]) for h in heads[:-1])
+                f"| {row['method']} | "
+                + " | ".join(mean_std(accs[h]) if h in trained else "—"
+                             for h in ["joint"] + heads[:-1])
                 + " | " + ", ".join(f"{h} {w:.2f}" for h, w in weights.items())
                 + f" | {wall:.1f} |")
         lines.append("")

@@ -1,0 +1,61 @@
+"""The benchmark scripts run end to end on tiny configurations."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+
+
+def _run(script, *flags):
+    return subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, script), *flags],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def test_speed_benchmark_tiny(tmp_path):
+    out = tmp_path / "speed"
+    result = _run("speed.py", "--steps=2", "--repeats=1", "--epochs=1",
+                  "--estimation_epochs=1", "--view_sets=fac,mor",
+                  "--view_sets=fac,mor,zer", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.load(open(f"{out}.json"))
+    assert [(r["mode"], r["variant"]) for r in report["ogm_step"]] == [
+        (mode, variant) for mode in ("graph", "XLA")
+        for variant in ("keras train_step", "OGM (no noise)", "OGM-GE")]
+    assert all(r["ms_per_step"] > 0 for r in report["ogm_step"])
+    assert [r["method"] for r in report["online_vs_naive"]] == [
+        "naive", "gblend_online"]
+    estimation = report["estimation"]
+    assert [(r["k"], r["separate_clones"]) for r in estimation] == [(2, 3), (3, 4)]
+    # Fused and separate clones estimate the same weights.
+    assert all(r["max_weight_difference"] < 1e-6 for r in estimation)
+    text = open(f"{out}.md").read()
+    assert "| 3 | fac,mor,zer |" in text
+
+    bad = _run("speed.py", "--view_sets=fac,rgb", f"--out={out}")
+    assert bad.returncode != 0 and "--view_sets" in bad.stderr
+
+
+def test_accuracy_benchmark_tiny(tmp_path):
+    out = tmp_path / "accuracy"
+    result = _run("accuracy.py", "--seeds=0", "--epochs=2",
+                  "--view_sets=fac,mor", "--methods=naive,unimodal:fac",
+                  f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (table,) = json.load(open(f"{out}.json"))
+    naive, unimodal = table["rows"]
+    assert naive["runs"][0]["test_accuracy"]["joint"] > 0.5
+    assert unimodal["runs"][0]["test_accuracy"]["fac"] > 0.5
+    text = open(f"{out}.md").read()
+    # unimodal:fac reports only the fac network; the joint column is empty.
+    assert "| unimodal:fac | — | " in text and "| — | fac 1.00, mor 0.00" in text
+
+    bad = _run("accuracy.py", "--methods=naive,unimodal:rgb", f"--out={out}2")
+    assert bad.returncode != 0 and "--methods" in bad.stderr
+    assert not os.path.exists(f"{out}2.json")
