@@ -57,8 +57,9 @@ def mean_std(values):
 
 def trained_heads(method, heads):
     """Heads a method trains (the others' accuracy is not reported)."""
-    if method.startswith(experiment.UNIMODAL_PREFIX):
-        return [method[len(experiment.UNIMODAL_PREFIX):]]
+    modality = experiment.unimodal_modality(method)
+    if modality is not None:
+        return [modality]
     if method == "unimodal":
         return heads[:-1]
     return heads

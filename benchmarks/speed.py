@@ -9,7 +9,7 @@ one run (interleaved repeats, median):
    clone vs one clone per head, for k = 2, 3 and 6 UCI views.
 
 Usage:
-    python benchmarks/speed.py            # ~6 min on 2 CPU cores
+    python benchmarks/speed.py            # ~12 min on 2 CPU cores
     python benchmarks/speed.py --steps=5 --repeats=1 --epochs=3 --view_sets=fac,mor
 
 Writes benchmarks/results/speed.{md,json}.

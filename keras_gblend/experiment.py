@@ -49,6 +49,13 @@ RESUMABLE_CHANGES = ("epochs", "verbose", "model_dir", "data_dir", "strategy",
                      "jit_compile")
 
 
+def unimodal_modality(method: str) -> Optional[str]:
+    """`m` for `"unimodal:<m>"`, else None."""
+    if method.startswith(UNIMODAL_PREFIX):
+        return method[len(UNIMODAL_PREFIX):]
+    return None
+
+
 @dataclasses.dataclass
 class ExperimentConfig:
     """Settings of one run (the flags of `scripts/train.py`)."""
@@ -146,9 +153,7 @@ class ExperimentConfig:
     @property
     def unimodal_modality(self) -> Optional[str]:
         """`m` for `method="unimodal:<m>"`, else None."""
-        if self.method.startswith(UNIMODAL_PREFIX):
-            return self.method[len(UNIMODAL_PREFIX):]
-        return None
+        return unimodal_modality(self.method)
 
     @property
     def reported_head(self) -> Optional[str]:
@@ -196,8 +201,8 @@ def starting_loss_weights(method: str, heads: Sequence[str]) -> List[float]:
     k = len(heads)
     if method == "unimodal":
         return [1.0] * (k - 1) + [0.0]
-    if method.startswith(UNIMODAL_PREFIX):
-        modality = method[len(UNIMODAL_PREFIX):]
+    modality = unimodal_modality(method)
+    if modality is not None:
         if modality not in heads[:-1]:
             raise ValueError(
                 f"{method!r} names no modality of the model {list(heads[:-1])}."

@@ -17,6 +17,7 @@ import keras  # noqa: E402
 
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.estimation import estimate_blend_weights  # noqa: E402
+from keras_gblend.fusion import FUSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -29,7 +30,15 @@ def define_flags():
     flags.DEFINE_integer("estimation_epochs", 5, "Epochs each clone trains.",
                          lower_bound=1)
     flags.DEFINE_enum("metric", "loss", ["loss", "accuracy"], "OGR quantity.")
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "SGD rate.",
+    flags.DEFINE_enum("fusion", defaults.fusion, list(FUSIONS), "Fusion.")
+    flags.DEFINE_integer("hidden_units", defaults.hidden_units,
+                         "Encoder width.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.",
+                         lower_bound=1)
+    flags.DEFINE_enum("optimizer", defaults.optimizer,
+                      list(experiment.OPTIMIZERS), "Clones' optimizer.")
+    flags.DEFINE_float("learning_rate", None,
+                       "Learning rate (default: Keras's for --optimizer).",
                        lower_bound=0.0)
     flags.DEFINE_integer("seed", 0, "Seed.")
     flags.DEFINE_string("out", None, "Optional JSON output path.")
@@ -40,7 +49,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = experiment.ExperimentConfig(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, views=tuple(FLAGS.views),
-        method="gblend_offline", learning_rate=FLAGS.learning_rate,
+        method="gblend_offline", fusion=FLAGS.fusion,
+        hidden_units=FLAGS.hidden_units, batch_size=FLAGS.batch_size,
+        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed, verbose=0)
     try:
         config.validate()

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import math  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -75,3 +77,11 @@ def av_digits_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("av_digits")
     kg.datasets.make_av_digits(str(out), n=200, seed=0)
     return str(out)
+
+
+def same_values(a, b, rel=1e-5):
+    """Equal lengths and values (to `rel`), NaN matching NaN."""
+    return len(a) == len(b) and all(
+        (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=rel)
+        for u, v in zip(a, b)
+    )

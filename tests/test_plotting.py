@@ -1,5 +1,3 @@
-import math
-
 import keras
 import numpy as np
 import pytest
@@ -7,7 +5,7 @@ import tensorflow as tf
 
 import keras_gblend as kg
 from keras_gblend.training_history import load_epoch_logs, read_event_scalars
-from conftest import sparse_ce, toy_data, toy_model
+from conftest import same_values, sparse_ce, toy_data, toy_model
 
 
 def _lines(figure):
@@ -19,13 +17,6 @@ def _lines(figure):
         }
         for ax in figure.axes
     }
-
-
-def _same(a, b):
-    return len(a) == len(b) and all(
-        (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=1e-6)
-        for u, v in zip(a, b)
-    )
 
 
 def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
@@ -52,13 +43,13 @@ def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
     logs = history.history
     for head in ("a", "v", "joint"):
         xs, ys = lines["G-Blend weights"][head]
-        assert xs == [0, 1, 2] and _same(ys, logs[f"blend_weight/{head}"])
-        assert _same(lines["Overfitting-to-generalization ratio"][head][1],
+        assert xs == [0, 1, 2] and same_values(ys, logs[f"blend_weight/{head}"])
+        assert same_values(lines["Overfitting-to-generalization ratio"][head][1],
                      logs[f"gblend/ogr/{head}"])
-        assert _same(lines["Per-head loss (solid: train, dashed: holdout)"][
+        assert same_values(lines["Per-head loss (solid: train, dashed: holdout)"][
             f"{head} (holdout)"][1], logs[f"val_{head}_loss"])
     for modality in ("a", "v"):
-        assert _same(lines["OGM-GE coefficients"][modality][1],
+        assert same_values(lines["OGM-GE coefficients"][modality][1],
                      logs[f"ogm/coefficient/{modality}"])
     # The weights really moved: the plot is not of a constant.
     assert len(set(logs["blend_weight/joint"])) > 1

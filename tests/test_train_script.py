@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from keras_gblend.training_history import read_event_scalars
+from conftest import same_values
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "scripts")
 
@@ -19,13 +20,6 @@ def _run(*flags, script="train.py", cwd=None):
         timeout=300,
         cwd=cwd,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-
-
-def _same(a, b):
-    return len(a) == len(b) and all(
-        (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=1e-5)
-        for u, v in zip(a, b)
     )
 
 
@@ -68,10 +62,10 @@ def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
     for key in documented + [f"{h}_loss" for h in ("fac", "mor", "joint")]:
         steps = train_tags[f"epoch_{key}"]
         assert sorted(steps) == [0, 1, 2], key
-        assert _same([steps[s] for s in range(3)], history[key]), key
+        assert same_values([steps[s] for s in range(3)], history[key]), key
     for head in ("fac", "mor", "joint"):
         steps = holdout_tags[f"epoch_{head}_loss"]
-        assert _same([steps[s] for s in range(3)], history[f"val_{head}_loss"])
+        assert same_values([steps[s] for s in range(3)], history[f"val_{head}_loss"])
     # OGM-GE slowed a modality at least once; G-Blend estimated finite OGRs.
     assert min(history["ogm/coefficient/fac"] + history["ogm/coefficient/mor"]) < 1
     assert all(math.isfinite(v) for v in history["gblend/ogr/joint"][1:])
@@ -98,7 +92,7 @@ def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
 def test_estimate_weights_script(tmp_path):
     out = tmp_path / "weights.json"
     result = _run("--views=fac,mor", "--estimation_epochs=1", f"--out={out}",
-                  script="estimate_weights.py")
+                  "--fusion=sum", "--optimizer=adam", script="estimate_weights.py")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.load(open(out))
     assert sum(report["weights"].values()) == pytest.approx(1.0)
