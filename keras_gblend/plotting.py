@@ -103,8 +103,8 @@ def plot_history(
         )
     figure = Figure(figsize=(7, 2.6 * len(panels)), layout="constrained")
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    colors = {}  # one color per head, in every panel and line style
     for ax, (title, y_label, lines) in zip(axes, panels):
-        colors = {}  # one color per head, whatever its line style
         for label, epochs, values, style in lines:
             name = label.split(" (")[0]
             color = colors.setdefault(name, f"C{len(colors) % 10}")

@@ -23,6 +23,8 @@ def define_flags():
                         "metrics.json).")
     flags.DEFINE_string("out", None,
                         "Image path (default <model_dir>/history.png).")
+    flags.DEFINE_integer("dpi", 100, "Resolution of a raster image.",
+                         lower_bound=10)
 
 
 def main(argv):
@@ -32,7 +34,7 @@ def main(argv):
         raise app.UsageError(f"--model_dir: {FLAGS.model_dir} is not a folder.")
     out = FLAGS.out or os.path.join(FLAGS.model_dir, "history.png")
     try:
-        plot_history(FLAGS.model_dir, out=out)
+        plot_history(FLAGS.model_dir, out=out, dpi=FLAGS.dpi)
     except ValueError as error:
         raise app.UsageError(f"--model_dir: {error}")
     print(f"Wrote {out}")
