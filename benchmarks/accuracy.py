@@ -46,7 +46,8 @@ def define_flags():
                       "Methods (as scripts/train.py --method, incl. "
                       "unimodal:<m>).")
     flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.")
-    flags.DEFINE_float("alpha", 0.5, "OGM-GE alpha.")
+    flags.DEFINE_list("alphas", ["0.5"],
+                      "OGM-GE alphas: each OGM method gets a row per alpha.")
     flags.DEFINE_string("out", None, "Output path without extension "
                         "(default benchmarks/results/accuracy_<dataset>).")
 
@@ -80,9 +81,20 @@ FLAG_OF_SETTING = {"method": "methods", "views": "view_sets",
                    "data_dir": "data_dirs"}
 
 
-def make_config(method, seed, kwargs):
+def method_rows(alphas):
+    """(row label, method, alpha) for every method (OGM ones per alpha)."""
+    rows = []
+    for method in FLAGS.methods:
+        if "ogm" in method and len(alphas) > 1:
+            rows += [(f"{method} α={alpha:g}", method, alpha) for alpha in alphas]
+        else:
+            rows.append((method, method, alphas[0]))
+    return rows
+
+
+def make_config(method, seed, kwargs, alpha):
     return experiment.ExperimentConfig(
-        method=method, epochs=FLAGS.epochs, alpha=FLAGS.alpha,
+        method=method, epochs=FLAGS.epochs, alpha=alpha,
         learning_rate=FLAGS.learning_rate, seed=seed, verbose=0, **kwargs)
 
 
@@ -93,10 +105,14 @@ def main(argv):
         seeds = [int(seed) for seed in FLAGS.seeds]
     except ValueError:
         raise app.UsageError(f"--seeds: integers expected, got {FLAGS.seeds}.")
+    try:
+        alphas = [float(alpha) for alpha in FLAGS.alphas]
+    except ValueError:
+        raise app.UsageError(f"--alphas: numbers expected, got {FLAGS.alphas}.")
     for _, kwargs in settings():  # every setting is valid before any run
-        for method in FLAGS.methods:
+        for _, method, alpha in method_rows(alphas):
             try:
-                make_config(method, seeds[0], kwargs).validate()
+                make_config(method, seeds[0], kwargs, alpha).validate()
             except ValueError as error:
                 # Config errors start with the setting's name.
                 field, _, detail = str(error).partition(" ")
@@ -105,17 +121,18 @@ def main(argv):
     tables = []
     for title, kwargs in settings():
         rows = []
-        for method in FLAGS.methods:
+        for label, method, alpha in method_rows(alphas):
             runs = []
             for seed in seeds:
                 result = experiment.run_experiment(
-                    make_config(method, seed, kwargs))
+                    make_config(method, seed, kwargs, alpha))
                 runs.append({k: result[k] for k in
                              ("views", "test_accuracy", "blend_weights",
                               "wall_time_s")})
-                print(title, method, seed, result["test_accuracy"],
+                print(title, label, seed, result["test_accuracy"],
                       f"{result['wall_time_s']:.1f}s", flush=True)
-            rows.append({"method": method, "runs": runs})
+            rows.append({"method": method, "label": label, "alpha": alpha,
+                         "runs": runs})
         tables.append({"setting": title, "rows": rows})
 
     lines = [f"# Methods on {FLAGS.dataset}", "",
@@ -124,7 +141,7 @@ def main(argv):
              "0.9), batch 32, concat fusion, 10% holdout carved from train, "
              "test evaluated once per run. Online G-Blend: warm-up 10, "
              "super-epoch 5, estimation 5 epochs. OGM-GE: alpha "
-             f"{FLAGS.alpha}, whole run. `unimodal` trains each modality's "
+             f"{', '.join(FLAGS.alphas)}, whole run. `unimodal` trains each modality's "
              "network alone (its columns), `unimodal:<m>` modality m's; "
              "other methods report the joint head, their per-modality "
              "columns being the auxiliary heads. "
@@ -143,7 +160,7 @@ def main(argv):
             wall = np.mean([r["wall_time_s"] for r in runs])
             trained = trained_heads(row["method"], heads)
             lines.append(
-                f"| {row['method']} | "
+                f"| {row['label']} | "
                 + " | ".join(mean_std(accs[h]) if h in trained else "—"
                              for h in ["joint"] + heads[:-1])
                 + " | " + ", ".join(f"{h} {w:.2f}" for h, w in weights.items())

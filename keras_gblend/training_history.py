@@ -76,7 +76,13 @@ def _from_model_dir(path: str) -> EpochLogs:
     metrics_path = os.path.join(path, "metrics.json")
     if os.path.isfile(metrics_path):
         with open(metrics_path) as f:
-            return _from_dict(json.load(f).get("history", {}))
+            metrics = json.load(f)
+        history = metrics.get("history") or {}
+        # A resumed run's history starts at the epoch it resumed from.
+        first = int(metrics.get("initial_epoch", 0))
+        length = max((len(v) for v in history.values()), default=0)
+        if history:
+            return _from_dict(history, range(first, first + length))
     raise ValueError(
         f"{path!r} holds no epoch logs: expected TensorBoard event files "
         "in logs/train (keras.callbacks.TensorBoard) or a metrics.json "

@@ -45,17 +45,23 @@ def test_speed_benchmark_tiny(tmp_path):
 def test_accuracy_benchmark_tiny(tmp_path):
     out = tmp_path / "accuracy"
     result = _run("accuracy.py", "--seeds=0", "--epochs=2",
-                  "--view_sets=fac,mor", "--methods=naive,unimodal:fac",
-                  f"--out={out}")
+                  "--view_sets=fac,mor", "--methods=naive,unimodal:fac,ogm",
+                  "--alphas=0.1,2", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     (table,) = json.load(open(f"{out}.json"))
-    naive, unimodal = table["rows"]
+    naive, unimodal, ogm_weak, ogm_strong = table["rows"]
+    assert (ogm_weak["label"], ogm_strong["label"]) == ("ogm α=0.1", "ogm α=2")
+    # The alpha reaches the run: a stronger modulation changes the result.
+    assert (ogm_weak["runs"][0]["test_accuracy"]
+            != ogm_strong["runs"][0]["test_accuracy"])
     assert naive["runs"][0]["test_accuracy"]["joint"] > 0.5
     assert unimodal["runs"][0]["test_accuracy"]["fac"] > 0.5
     text = open(f"{out}.md").read()
     # unimodal:fac reports only the fac network; the joint column is empty.
     assert "| unimodal:fac | — | " in text and "| — | fac 1.00, mor 0.00" in text
 
-    bad = _run("accuracy.py", "--methods=naive,unimodal:rgb", f"--out={out}2")
-    assert bad.returncode != 0 and "--methods" in bad.stderr
-    assert not os.path.exists(f"{out}2.json")
+    for flag, name in (("--methods=naive,unimodal:rgb", "--methods"),
+                       ("--alphas=strong", "--alphas")):
+        bad = _run("accuracy.py", flag, f"--out={out}2")
+        assert bad.returncode != 0 and name in bad.stderr
+        assert not os.path.exists(f"{out}2.json")

@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -93,3 +95,13 @@ def test_history_epochs_follow_initial_epoch():
     model.compile(keras.optimizers.SGD(0.1), sparse_ce())
     history = model.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
     assert load_epoch_logs(history)["joint_loss"][0] == [2, 3]
+
+
+def test_metrics_json_of_a_resumed_run_keeps_its_epochs(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"initial_epoch": 3, "history": {"blend_weight/joint": [0.1, 0.2]}}))
+    logs = load_epoch_logs(tmp_path)
+    assert logs == {"blend_weight/joint": ([3, 4], [0.1, 0.2])}
+    (tmp_path / "metrics.json").write_text(json.dumps({"history": {}}))
+    with pytest.raises(ValueError, match="holds no epoch logs"):
+        load_epoch_logs(tmp_path)
