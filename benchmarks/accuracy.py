@@ -1,9 +1,9 @@
-"""Every method on UCI Multiple Features: uni-modal networks, naive fusion,
-offline/online G-Blend, OGM, OGM-GE and G-Blend + OGM-GE; test accuracy mean
-± std over seeds and the wall time of each method's `fit`, measured side by
-side in one run. Same budget (epochs, optimizer, model) for every method;
-the holdout is carved from the training split; the test split is evaluated
-once per run.
+"""Every method on UCI Multiple Features or AV-digits: uni-modal networks,
+naive fusion, offline/online G-Blend, OGM, OGM-GE and G-Blend + OGM-GE; test
+accuracy mean ± std over seeds and the wall time of each method's `fit`,
+measured side by side in one run. Same budget (epochs, optimizer, learning
+rate schedule, model) for every method; the holdout is carved from the
+training split; the test split is evaluated once per run.
 
 Usage:
     python benchmarks/accuracy.py                  # full table (~35 min, 2 cores)
@@ -11,9 +11,10 @@ Usage:
 
     python scripts/make_av_digits.py --out /tmp/avd_clean --n 2000
     python scripts/make_av_digits.py --out /tmp/avd_noisy --n 2000 \
-        --image_noise 0.5
+        --image_noise 0.8
     python benchmarks/accuracy.py --dataset=av_digits --epochs=20 \
-        --data_dirs=/tmp/avd_clean,/tmp/avd_noisy
+        --learning_rate=0.05 --lr_schedule=cosine \
+        --data_dirs=/tmp/avd_clean,/tmp/avd_noisy          # (~90 min)
 
 Writes benchmarks/results/accuracy_<dataset>.{md,json}.
 """
@@ -46,6 +47,8 @@ def define_flags():
                       "Methods (as scripts/train.py --method, incl. "
                       "unimodal:<m>).")
     flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.")
+    flags.DEFINE_enum("lr_schedule", "constant", experiment.LR_SCHEDULES,
+                      "Learning rate schedule (cosine: to 0 over --epochs).")
     flags.DEFINE_list("alphas", ["0.5"],
                       "OGM-GE alphas: each OGM method gets a row per alpha.")
     flags.DEFINE_string("out", None, "Output path without extension "
@@ -71,10 +74,22 @@ def settings():
     if FLAGS.dataset == "av_digits":
         if not FLAGS.data_dirs:
             raise app.UsageError("--data_dirs is required for av_digits.")
-        return [(f"AV-digits {d}", {"dataset": "av_digits", "data_dir": d})
+        return [(f"AV-digits {d}{av_digits_noise(d)}",
+                 {"dataset": "av_digits", "data_dir": d})
                 for d in FLAGS.data_dirs]
     return [(f"views {v}", {"views": tuple(v.split(","))})
             for v in FLAGS.view_sets]
+
+
+def av_digits_noise(data_dir):
+    """The noise a generated AV-digits folder was made with, for titles."""
+    path = os.path.join(data_dir, "meta.json")
+    if not os.path.isfile(path):
+        return ""  # validation names the folder before any run
+    with open(path) as f:
+        meta = json.load(f)
+    return (f" ({meta['n']} clips, image noise {meta['image_noise']:g}, "
+            f"audio noise {meta['audio_noise']:g})")
 
 
 FLAG_OF_SETTING = {"method": "methods", "views": "view_sets",
@@ -95,7 +110,8 @@ def method_rows(alphas):
 def make_config(method, seed, kwargs, alpha):
     return experiment.ExperimentConfig(
         method=method, epochs=FLAGS.epochs, alpha=alpha,
-        learning_rate=FLAGS.learning_rate, seed=seed, verbose=0, **kwargs)
+        learning_rate=FLAGS.learning_rate, lr_schedule=FLAGS.lr_schedule,
+        seed=seed, verbose=0, **kwargs)
 
 
 def main(argv):
@@ -138,7 +154,7 @@ def main(argv):
     lines = [f"# Methods on {FLAGS.dataset}", "",
              f"Test accuracy (%) mean ± std over seeds {FLAGS.seeds}, "
              f"{FLAGS.epochs} epochs each, SGD({FLAGS.learning_rate}, momentum "
-             "0.9), batch 32, concat fusion, 10% holdout carved from train, "
+             f"0.9), {FLAGS.lr_schedule} learning rate, batch 32, concat fusion, 10% holdout carved from train, "
              "test evaluated once per run. Online G-Blend: warm-up 10, "
              "super-epoch 5, estimation 5 epochs. OGM-GE: alpha "
              f"{', '.join(FLAGS.alphas)}, whole run. `unimodal` trains each modality's "

@@ -7,6 +7,7 @@ method and evaluates every head on the test split once.
 """
 
 import dataclasses
+import inspect
 import json
 import os
 import time
@@ -24,7 +25,7 @@ from keras_gblend.estimation import train_subset_dataset
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
-from keras_gblend.input_data import epoch_keyed_dataset
+from keras_gblend.input_data import epoch_keyed_dataset, num_examples
 from keras_gblend.ogm import OGMGE
 from keras_gblend.ogr_monitor import OGRMonitor
 
@@ -41,6 +42,7 @@ METHODS = (
 DATASETS = ("uci_mfeat", "av_digits")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
 UNIMODAL_PREFIX = "unimodal:"
 AV_DIGITS_MODALITIES = ("audio", "visual")
 # Settings a resumed run may change; every other setting must match the
@@ -70,6 +72,7 @@ class ExperimentConfig:
     learning_rate: Optional[float] = None
     momentum: float = 0.9
     weight_decay: Optional[float] = None
+    lr_schedule: str = "constant"
     hidden_units: int = 64
     fusion: str = "concat"
     holdout_fraction: float = 0.1
@@ -128,6 +131,11 @@ class ExperimentConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}."
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {LR_SCHEDULES}, got "
+                f"{self.lr_schedule!r}."
             )
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError("learning_rate must be > 0.")
@@ -227,30 +235,67 @@ def mlp_encoder(train_features: np.ndarray, hidden_units: int, name: str):
     )
 
 
-def make_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
+def steps_per_epoch(train, batch_size: int) -> int:
+    """Batches per epoch of `train`: `(x, y)` arrays batched by
+    `batch_size`, or a batched `tf.data.Dataset` of known length."""
+    if isinstance(train, tf.data.Dataset):
+        steps = int(train.cardinality())
+        if steps < 0:
+            raise ValueError(
+                "lr_schedule: the training dataset's length is unknown, so "
+                "the schedule's length cannot be set."
+            )
+        return steps
+    return -(-num_examples(train[0]) // batch_size)
+
+
+def make_optimizer(
+    config: ExperimentConfig, steps_per_epoch: Optional[int] = None
+) -> keras.optimizers.Optimizer:
     """The optimizer `config` names. Without `learning_rate`, Keras's
     default for it (SGD 0.01, Adam/AdamW 0.001); without `weight_decay`,
-    Keras's (AdamW 0.004, none otherwise). `momentum` is SGD's."""
+    Keras's (AdamW 0.004, none otherwise). `momentum` is SGD's.
+
+    `lr_schedule="cosine"` decays the learning rate to 0 over
+    `config.epochs * steps_per_epoch` steps (`keras.optimizers.schedules.
+    CosineDecay`); it needs `steps_per_epoch`."""
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}."
+        )
+    optimizer_class = {
+        "sgd": keras.optimizers.SGD,
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+    }[config.optimizer]
     kwargs = {}
-    if config.learning_rate is not None:
-        kwargs["learning_rate"] = config.learning_rate
+    if config.optimizer == "sgd":
+        kwargs["momentum"] = config.momentum
     if config.weight_decay is not None:
         kwargs["weight_decay"] = config.weight_decay
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=config.momentum, **kwargs)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(**kwargs)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(**kwargs)
-    raise ValueError(
-        f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}."
-    )
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError(
+                "lr_schedule: 'cosine' needs the number of steps per epoch."
+            )
+        if learning_rate is None:
+            learning_rate = inspect.signature(optimizer_class).parameters[
+                "learning_rate"
+            ].default
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=config.epochs * steps_per_epoch
+        )
+    if learning_rate is not None:
+        kwargs["learning_rate"] = learning_rate
+    return optimizer_class(**kwargs)
 
 
 def check_resumable(config: ExperimentConfig) -> None:
     """Raises `ValueError` if `config.model_dir` holds checkpoints of a run
-    whose settings differ from `config` (other than `RESUMABLE_CHANGES`):
-    resuming would silently mix two experiments."""
+    whose settings differ from `config` (other than `RESUMABLE_CHANGES`;
+    not `epochs` under a learning rate schedule): resuming would silently
+    mix two experiments."""
     if not config.model_dir:
         return
     saved_path = os.path.join(config.model_dir, "config.json")
@@ -262,10 +307,20 @@ def check_resumable(config: ExperimentConfig) -> None:
     with open(saved_path) as f:
         saved = json.load(f)
     current = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    resumable = set(RESUMABLE_CHANGES)
+    if config.lr_schedule != "constant":
+        # The schedule's length is `epochs`: more epochs would change the
+        # learning rate of the epochs already trained.
+        resumable.discard("epochs")
+    # Settings added since a run was saved have their default there.
+    defaults = json.loads(
+        json.dumps(dataclasses.asdict(ExperimentConfig()), default=list)
+    )
+    saved = {**defaults, **saved}
     differences = [
-        f"{name}={saved.get(name)!r} (saved) vs {value!r} (now)"
+        f"{name}={saved[name]!r} (saved) vs {value!r} (now)"
         for name, value in current.items()
-        if name not in RESUMABLE_CHANGES and saved.get(name) != value
+        if name not in resumable and saved[name] != value
     ]
     if differences:
         raise ValueError(
@@ -276,8 +331,10 @@ def check_resumable(config: ExperimentConfig) -> None:
 
 
 def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
-                num_classes: int) -> BlendedModel:
-    """The late-fusion model over `encoders`, compiled for `config.method`."""
+                num_classes: int,
+                steps_per_epoch: Optional[int] = None) -> BlendedModel:
+    """The late-fusion model over `encoders`, compiled for `config.method`
+    (`steps_per_epoch`: see `make_optimizer`)."""
     model = late_fusion_model(
         encoders,
         num_classes,
@@ -285,7 +342,7 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
         modulation=config.modulation(),
     )
     model.compile(
-        optimizer=make_optimizer(config),
+        optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         loss_weights=starting_loss_weights(config.method, model.head_names),
         metrics=["accuracy"],
@@ -365,7 +422,8 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     strategy = make_strategy(config.strategy)
     train, holdout, test, encoders, num_classes = load_data(config)
     with strategy.scope():
-        model = build_model(config, encoders(), num_classes)
+        model = build_model(config, encoders(), num_classes,
+                            steps_per_epoch(train, config.batch_size))
 
     model_dir = config.model_dir
     if model_dir and not is_chief(strategy):

@@ -1,5 +1,6 @@
 """Evaluate a saved run: per-head top-1/top-k test accuracy, and the accuracy
-of the mean of every head's probabilities ("fused").
+of the mean of the probabilities of the heads the run trained, those with a
+non-zero final blend weight ("fused"; for naive fusion, the joint head).
 
 Example:
     python scripts/evaluate.py --model_dir=runs/latest --top_k=3
@@ -51,7 +52,8 @@ def main(argv):
         labels = np.asarray(test[1])
     probabilities = {h: keras.ops.convert_to_numpy(keras.ops.softmax(v))
                      for h, v in logits.items()}
-    probabilities["fused"] = np.mean(list(probabilities.values()), axis=0)
+    trained = [h for h, weight in model.blend_weights.items() if weight > 0]
+    probabilities["fused"] = np.mean([probabilities[h] for h in trained], axis=0)
     report = {
         name: {"top1": top_k_accuracy(p, labels, 1),
                f"top{FLAGS.top_k}": top_k_accuracy(p, labels, FLAGS.top_k)}

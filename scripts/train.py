@@ -41,6 +41,10 @@ def define_flags():
     flags.DEFINE_float("learning_rate", None,
                        "Learning rate (default: Keras's, sgd 0.01, adam/adamw "
                        "0.001).", lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", defaults.lr_schedule,
+                      list(experiment.LR_SCHEDULES),
+                      "constant, or cosine: decay to 0 over --epochs (a "
+                      "resumed run then keeps its --epochs).")
     flags.DEFINE_float("momentum", defaults.momentum,
                        "SGD momentum (--optimizer=sgd only).", lower_bound=0.0)
     flags.DEFINE_float("weight_decay", None,
@@ -98,6 +102,7 @@ def config_from_flags() -> experiment.ExperimentConfig:
         learning_rate=FLAGS.learning_rate,
         momentum=FLAGS.momentum,
         weight_decay=FLAGS.weight_decay,
+        lr_schedule=FLAGS.lr_schedule,
         hidden_units=FLAGS.hidden_units,
         fusion=FLAGS.fusion,
         holdout_fraction=FLAGS.holdout_fraction,

@@ -84,3 +84,39 @@ def test_resume_requires_the_saved_settings(tmp_path):
     again = experiment.run_experiment(
         _config(tmp_path, method="naive", epochs=3))
     assert again["initial_epoch"] == 2
+
+
+@pytest.mark.parametrize("optimizer, base_rate", [("sgd", 0.1), ("adam", None)])
+def test_cosine_schedule_decays_to_zero_over_the_run(optimizer, base_rate):
+    config = _config(method="naive", epochs=2, optimizer=optimizer,
+                     learning_rate=base_rate, lr_schedule="cosine")
+    keras.utils.set_random_seed(0)
+    train, _, _, encoders, num_classes = experiment.load_data(config)
+    steps = experiment.steps_per_epoch(train, config.batch_size)
+    assert steps == -(-len(train[1]) // 32)
+    model = experiment.build_model(config, encoders(), num_classes, steps)
+    base_rate = base_rate or 0.001  # Adam's default
+    assert float(model.optimizer.learning_rate) == pytest.approx(base_rate)
+    model.fit(*train, batch_size=32, epochs=1, verbose=0)
+    # Half-way: base * (1 + cos(pi / 2)) / 2.
+    assert int(model.optimizer.iterations) == steps
+    assert float(model.optimizer.learning_rate) == pytest.approx(
+        base_rate / 2, rel=1e-5)
+    model.fit(*train, batch_size=32, epochs=1, verbose=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0, abs=1e-9)
+
+
+def test_cosine_schedule_needs_its_length():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        experiment.make_optimizer(_config(lr_schedule="cosine"))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(lr_schedule="step").validate()
+
+
+def test_resume_under_a_schedule_keeps_its_epochs(tmp_path):
+    experiment.run_experiment(
+        _config(tmp_path, method="naive", lr_schedule="cosine"))
+    # More epochs would stretch the schedule over epochs already trained.
+    with pytest.raises(ValueError, match=r"epochs=1 \(saved\) vs 2 \(now\)"):
+        experiment.run_experiment(
+            _config(tmp_path, method="naive", lr_schedule="cosine", epochs=2))

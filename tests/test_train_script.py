@@ -112,6 +112,7 @@ def test_estimate_weights_script(tmp_path):
         ("--method=unimodal:pix", "--method: 'unimodal:pix' names no modality"),
         ("--optimizer=adam --momentum=0.5", "--momentum applies to --optimizer=sgd"),
         ("--optimizer=rmsprop", "--optimizer"),
+        ("--lr_schedule=step", "--lr_schedule"),
     ],
 )
 def test_bad_flags_exit_nonzero_naming_the_flag(flag, message, tmp_path):
@@ -119,3 +120,16 @@ def test_bad_flags_exit_nonzero_naming_the_flag(flag, message, tmp_path):
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_evaluate_fuses_only_the_trained_heads(tmp_path):
+    # Naive fusion trains the joint head alone (blend weight 1, the others
+    # 0): its fused prediction is the joint head's, untrained heads unmixed.
+    trained = _run("--method=naive", "--epochs=1", "--verbose=0",
+                   f"--model_dir={tmp_path}")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    evaluated = _run(f"--model_dir={tmp_path}", "--top_k=2", script="evaluate.py")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    report = json.load(open(tmp_path / "evaluation.json"))
+    assert report["fused"] == report["joint"]
+    assert report["fac"]["top1"] != report["joint"]["top1"]
