@@ -65,3 +65,24 @@ def test_accuracy_benchmark_tiny(tmp_path):
         bad = _run("accuracy.py", flag, f"--out={out}2")
         assert bad.returncode != 0 and name in bad.stderr
         assert not os.path.exists(f"{out}2.json")
+
+
+def test_accuracy_benchmark_on_av_digits_tiny(av_digits_dir, tmp_path):
+    out = tmp_path / "accuracy"
+    result = _run("accuracy.py", "--dataset=av_digits",
+                  f"--data_dirs={av_digits_dir}", "--seeds=0", "--epochs=1",
+                  "--methods=unimodal:audio", "--lr_schedule=cosine",
+                  f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (table,) = json.load(open(f"{out}.json"))
+    # The title says how the folder was generated (its meta.json).
+    assert table["setting"].endswith("(200 clips, image noise 0, audio noise 0)")
+    (row,) = table["rows"]
+    assert row["runs"][0]["blend_weights"] == {
+        "audio": 1.0, "visual": 0.0, "joint": 0.0}
+    assert "cosine learning rate" in open(f"{out}.md").read()
+
+    bad = _run("accuracy.py", "--dataset=av_digits",
+               f"--data_dirs={tmp_path}/none", f"--out={out}2")
+    assert bad.returncode != 0 and "--data_dirs" in bad.stderr
+    assert not os.path.exists(f"{out}2.json")
