@@ -2,7 +2,8 @@
 
 For each head, a clone of the model initialised from its current weights is
 trained for `epochs` on that head's loss alone, with a fresh optimizer of the
-same configuration. The head's loss (or error) on the holdout `V` and on a
+same configuration (a learning rate schedule continues from the model's
+step). The head's loss (or error) on the holdout `V` and on a
 train subset `T'` is measured before and after; from them `delta_o`,
 `delta_g`, OGR and the blend `w_i = delta_g_i / delta_o_i**2 / Z` follow.
 
@@ -92,9 +93,38 @@ class _NonFiniteLossGuard(keras.callbacks.Callback):
             )
 
 
+class _ContinuedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule(step + offset)`: a schedule picked up at step `offset`."""
+
+    def __init__(self, schedule, offset: int):
+        self.schedule = schedule
+        self.offset = offset
+
+    def __call__(self, step):
+        return self.schedule(step + self.offset)
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "offset": self.offset,
+        }
+
+
 def fresh_optimizer(optimizer) -> keras.optimizers.Optimizer:
-    """A new optimizer with the same configuration and no state."""
-    return keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    """A new optimizer with the same configuration and no state (no
+    moments, step 0). A learning rate schedule continues from `optimizer`'s
+    current step: a clone trains at the rate the model would train at now,
+    not at the schedule's initial rate."""
+    fresh = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    # A LossScaleOptimizer (mixed precision) schedules its inner optimizer.
+    inner = getattr(fresh, "inner_optimizer", fresh)
+    rate = inner.get_config()["learning_rate"]
+    if isinstance(rate, dict):  # a serialized LearningRateSchedule
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        inner.learning_rate = _ContinuedSchedule(
+            keras.optimizers.schedules.deserialize(rate), step
+        )
+    return fresh
 
 
 def _layers_recursively(layer):

@@ -170,3 +170,21 @@ def test_shared_unimodal_variables_fall_back_to_separate_runs():
     assert not fused and groups == [("a",), ("v",), ("joint",)]
     with pytest.raises(ValueError, match="share variables"):
         estimation.estimation_groups(model, True)
+
+
+def test_clones_continue_the_learning_rate_schedule_from_the_model_step():
+    # 0.1 up to step 1000, then 0: a clone of a model past step 1000 must
+    # not train at all (no restart at the schedule's initial 0.1).
+    train, holdout = _split()
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1000], [0.1, 0.0])
+    model = compiled_toy_model(keras.optimizers.SGD(schedule))
+    early = kg.estimate_blend_weights(model, train, holdout, epochs=1)
+    assert np.all(early.holdout_end != early.holdout_start)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(1001)
+    late = kg.estimate_blend_weights(model, train, holdout, epochs=1,
+                                     on_no_generalization="keep")
+    np.testing.assert_array_equal(late.holdout_end, late.holdout_start)
+    np.testing.assert_array_equal(late.train_end, late.train_start)
+    assert late.weights is None  # no head generalized
+    assert int(model.optimizer.iterations) == 1001  # the model's is only read
