@@ -235,17 +235,13 @@ def mlp_encoder(train_features: np.ndarray, hidden_units: int, name: str):
     )
 
 
-def steps_per_epoch(train, batch_size: int) -> int:
+def steps_per_epoch(train, batch_size: int) -> Optional[int]:
     """Batches per epoch of `train`: `(x, y)` arrays batched by
-    `batch_size`, or a batched `tf.data.Dataset` of known length."""
+    `batch_size`, or a batched `tf.data.Dataset` (None if its length is
+    unknown)."""
     if isinstance(train, tf.data.Dataset):
         steps = int(train.cardinality())
-        if steps < 0:
-            raise ValueError(
-                "lr_schedule: the training dataset's length is unknown, so "
-                "the schedule's length cannot be set."
-            )
-        return steps
+        return steps if steps >= 0 else None
     return -(-num_examples(train[0]) // batch_size)
 
 
@@ -277,7 +273,8 @@ def make_optimizer(
     if config.lr_schedule == "cosine":
         if not steps_per_epoch:
             raise ValueError(
-                "lr_schedule: 'cosine' needs the number of steps per epoch."
+                "lr_schedule: 'cosine' needs the number of steps per epoch "
+                "(the training data's length is unknown)."
             )
         if learning_rate is None:
             learning_rate = inspect.signature(optimizer_class).parameters[

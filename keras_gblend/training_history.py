@@ -78,10 +78,10 @@ def _from_model_dir(path: str) -> EpochLogs:
         with open(metrics_path) as f:
             metrics = json.load(f)
         history = metrics.get("history") or {}
-        # A resumed run's history starts at the epoch it resumed from.
-        first = int(metrics.get("initial_epoch", 0))
-        length = max((len(v) for v in history.values()), default=0)
         if history:
+            # A resumed run's history starts at the epoch it resumed from.
+            first = int(metrics.get("initial_epoch", 0))
+            length = max(len(values) for values in history.values())
             return _from_dict(history, range(first, first + length))
     raise ValueError(
         f"{path!r} holds no epoch logs: expected TensorBoard event files "
