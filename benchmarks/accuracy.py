@@ -154,14 +154,14 @@ def main(argv):
     lines = [f"# Methods on {FLAGS.dataset}", "",
              f"Test accuracy (%) mean ± std over seeds {FLAGS.seeds}, "
              f"{FLAGS.epochs} epochs each, SGD({FLAGS.learning_rate}, momentum "
-             f"0.9), {FLAGS.lr_schedule} learning rate, batch 32, concat fusion, 10% holdout carved from train, "
-             "test evaluated once per run. Online G-Blend: warm-up 10, "
-             "super-epoch 5, estimation 5 epochs. OGM-GE: alpha "
-             f"{', '.join(FLAGS.alphas)}, whole run. `unimodal` trains each modality's "
-             "network alone (its columns), `unimodal:<m>` modality m's; "
-             "other methods report the joint head, their per-modality "
-             "columns being the auxiliary heads. "
-             "Wall time: `fit` only.", ""]
+             f"0.9), {FLAGS.lr_schedule} learning rate, batch 32, concat "
+             "fusion, 10% holdout carved from train, test evaluated once "
+             "per run. Online G-Blend: warm-up 10, super-epoch 5, "
+             f"estimation 5 epochs. OGM-GE: alpha {', '.join(FLAGS.alphas)}, "
+             "whole run. `unimodal` trains each modality's network alone "
+             "(its columns), `unimodal:<m>` modality m's; other methods "
+             "report the joint head, their per-modality columns being the "
+             "auxiliary heads. Wall time: `fit` only.", ""]
     for table in tables:
         heads = table["rows"][0]["runs"][0]["views"] + ["joint"]
         lines += [f"## {table['setting']}", "",

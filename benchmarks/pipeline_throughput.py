@@ -35,10 +35,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def define_flags():
     flags.DEFINE_string("data_dir", None, "AV-digits folder.", required=True)
-    flags.DEFINE_integer("batch_size", 32, "Batch size.")
-    flags.DEFINE_integer("repeats", 3, "Interleaved repeats (median).")
-    flags.DEFINE_string("out", os.path.join(HERE, "results", "pipeline_throughput"),
-                        "Output path without extension.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
+    flags.DEFINE_integer("repeats", 3, "Interleaved repeats (median).",
+                         lower_bound=1)
+    flags.DEFINE_string(
+        "out", os.path.join(HERE, "results", "pipeline_throughput"),
+        "Output path without extension.")
 
 
 def model_for(dataset):
@@ -54,10 +56,26 @@ def model_for(dataset):
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not os.path.isfile(os.path.join(FLAGS.data_dir, "train.csv")):
+        raise app.UsageError(
+            f"--data_dir: {FLAGS.data_dir!r} holds no AV-digits train.csv "
+            "(make one with scripts/make_av_digits.py).")
+    with tempfile.TemporaryDirectory() as shard_dir:
+        rows, table = measure(shard_dir)
+    print(table)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out + ".md", "w") as f:
+        f.write(table + "\n")
+    with open(FLAGS.out + ".json", "w") as f:
+        json.dump(rows, f, indent=2)
+
+
+def measure(shard_dir):
+    """Rows of the JSON report and the markdown table."""
     clips = kd.read_split(av_digits.layout(FLAGS.data_dir), "train")
     n = len(clips)
-    shard_dir = tempfile.mkdtemp()
     kd.write_tfrecords(clips, shard_dir, prefix="train", num_shards=8)
 
     def pipeline(source, cache):
@@ -112,13 +130,7 @@ def main(argv):
     lines += [f"| {r['source']} | {r['pipeline_examples_per_s']:.0f} | "
               f"{r['fit_examples_per_s']:.0f} | {r['fit_ratio_to_memory']:.2f}× |"
               for r in rows]
-    table = "\n".join(lines)
-    print(table)
-    os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
-    with open(FLAGS.out + ".md", "w") as f:
-        f.write(table + "\n")
-    with open(FLAGS.out + ".json", "w") as f:
-        json.dump(rows, f, indent=2)
+    return rows, "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -93,10 +93,13 @@ class _NonFiniteLossGuard(keras.callbacks.Callback):
             )
 
 
+@keras.saving.register_keras_serializable(package="keras_gblend")
 class _ContinuedSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """`schedule(step + offset)`: a schedule picked up at step `offset`."""
 
     def __init__(self, schedule, offset: int):
+        if isinstance(schedule, _ContinuedSchedule):  # continued twice
+            schedule, offset = schedule.schedule, schedule.offset + offset
         self.schedule = schedule
         self.offset = offset
 
@@ -108,6 +111,11 @@ class _ContinuedSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "schedule": keras.optimizers.schedules.serialize(self.schedule),
             "offset": self.offset,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        schedule = keras.optimizers.schedules.deserialize(config["schedule"])
+        return cls(schedule, config["offset"])
 
 
 def fresh_optimizer(optimizer) -> keras.optimizers.Optimizer:

@@ -86,3 +86,21 @@ def test_accuracy_benchmark_on_av_digits_tiny(av_digits_dir, tmp_path):
                f"--data_dirs={tmp_path}/none", f"--out={out}2")
     assert bad.returncode != 0 and "--data_dirs" in bad.stderr
     assert not os.path.exists(f"{out}2.json")
+
+
+def test_pipeline_throughput_benchmark_tiny(av_digits_dir, tmp_path):
+    out = tmp_path / "pipeline"
+    result = _run("pipeline_throughput.py", f"--data_dir={av_digits_dir}",
+                  "--repeats=1", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.load(open(f"{out}.json"))
+    assert [r["source"] for r in rows] == [
+        "files", "files, cached bytes", "TFRecords", "memory (decoded arrays)"]
+    assert all(r["pipeline_examples_per_s"] > 0 and r["fit_examples_per_s"] > 0
+               for r in rows)
+    assert rows[-1]["fit_ratio_to_memory"] == 1.0
+    assert "| TFRecords |" in open(f"{out}.md").read()
+
+    missing = _run("pipeline_throughput.py", f"--data_dir={tmp_path}/none",
+                   f"--out={out}")
+    assert missing.returncode != 0 and "--data_dir" in missing.stderr

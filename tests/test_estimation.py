@@ -188,3 +188,18 @@ def test_clones_continue_the_learning_rate_schedule_from_the_model_step():
     np.testing.assert_array_equal(late.train_end, late.train_start)
     assert late.weights is None  # no head generalized
     assert int(model.optimizer.iterations) == 1001  # the model's is only read
+
+
+def test_fresh_optimizer_of_a_fresh_optimizer_continues_from_both_steps():
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [10, 20], [0.3, 0.2, 0.1])
+    model_optimizer = keras.optimizers.SGD(schedule)
+    model_optimizer.build([keras.Variable(1.0)])
+    model_optimizer.iterations.assign(12)
+    clone_optimizer = estimation.fresh_optimizer(model_optimizer)
+    assert int(clone_optimizer.iterations) == 0
+    np.testing.assert_allclose(float(clone_optimizer.learning_rate), 0.2)
+    clone_optimizer.build([keras.Variable(1.0)])
+    clone_optimizer.iterations.assign(9)  # 12 + 9 = 21: past step 20
+    again = estimation.fresh_optimizer(clone_optimizer)
+    np.testing.assert_allclose(float(again.learning_rate), 0.1)
