@@ -547,7 +547,13 @@ class BlendedModel(keras.Model):
         return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
 
     def test_step(self, data):
-        return self._for_multi_worker_reduce(super().test_step(data))
+        logs = super().test_step(data)
+        # OGM-GE's trackers measure training steps; evaluation has none to
+        # report (Keras would log them as `val_ogm/...` zeros).
+        trackers = getattr(self, "modulation_trackers", [])
+        training_only = {tracker.name for tracker in trackers}
+        logs = {k: v for k, v in logs.items() if k not in training_only}
+        return self._for_multi_worker_reduce(logs)
 
     def predict_step(self, data):
         """Every head's output by name (the joint head is the answer)."""

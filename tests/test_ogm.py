@@ -196,6 +196,24 @@ def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace():
     assert ratio_a[-1] > 1 > ratio_v[-1]  # a, the informative one, dominates
 
 
+def test_validation_and_evaluate_report_no_modulation_trackers():
+    # The coefficients measure training steps: validation has none (Keras
+    # would otherwise log `val_ogm/...` as zeros).
+    x, y = toy_data(n=96)
+    model = toy_model(modulation=kg.OGMGE(alpha=0.5, seed=1))
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(), metrics=["accuracy"])
+    train_x = {k: v[:64] for k, v in x.items()}
+    validation_x = {k: v[64:] for k, v in x.items()}
+    history = model.fit(train_x, y[:64], batch_size=32, epochs=2, verbose=0,
+                        validation_data=(validation_x, y[64:]))
+    assert history.history["ogm/coefficient/a"][0] < 1.0
+    assert "val_joint_accuracy" in history.history
+    assert not [key for key in history.history if key.startswith("val_ogm")]
+    evaluated = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert "joint_accuracy" in evaluated
+    assert not [key for key in evaluated if key.startswith("ogm/")]
+
+
 def test_gblend_and_ogm_ge_combine(tmp_path):
     x, y = toy_data(n=96)
     train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
