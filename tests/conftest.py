@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -13,6 +15,17 @@ import pytest  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 
 NUM_CLASSES = 3
+REPO = os.path.join(os.path.dirname(__file__), "..")
+
+
+def run_script(folder, script, *flags, cwd=None):
+    """Runs `python <repo>/<folder>/<script> <flags>` and returns its
+    `subprocess.CompletedProcess` (text stdout/stderr)."""
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, folder, script), *flags],
+        capture_output=True, text=True, timeout=600, cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def toy_data(n=96, seed=0, noise=0.3):

@@ -2,20 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
-import pytest
 
-BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+from conftest import run_script
 
 
 def _run(script, *flags):
-    return subprocess.run(
-        [sys.executable, os.path.join(BENCHMARKS, script), *flags],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    return run_script("benchmarks", script, *flags)
 
 
 def test_speed_benchmark_tiny(tmp_path):

@@ -12,7 +12,6 @@ from conftest import (
     compiled_toy_model,
     numpy_sparse_ce,
     sparse_ce,
-    toy_data,
     toy_model,
 )
 

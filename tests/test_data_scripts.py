@@ -2,23 +2,15 @@
 generator."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
+from conftest import run_script
 from keras_gblend.datasets import uci_multifeature
-
-SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "scripts")
 
 
 def _run(script, *flags):
-    return subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, script), *flags],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    return run_script("scripts", script, *flags)
 
 
 def _write_csvs(folder, shipped, labels):

@@ -1,26 +1,14 @@
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
 from keras_gblend.training_history import read_event_scalars
-from conftest import same_values
-
-SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "scripts")
+from conftest import run_script, same_values
 
 
 def _run(*flags, script="train.py", cwd=None):
-    return subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, script), *flags],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    return run_script("scripts", script, *flags, cwd=cwd)
 
 
 def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
