@@ -29,6 +29,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from keras_gblend import experiment  # noqa: E402
+from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -185,11 +186,7 @@ def main(argv):
     text = "\n".join(lines)
     print(text)
     out = FLAGS.out or os.path.join(HERE, "results", f"accuracy_{FLAGS.dataset}")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write(text + "\n")
-    with open(out + ".json", "w") as f:
-        json.dump(tables, f, indent=2)
+    write_results(out, text, tables)
 
 
 if __name__ == "__main__":

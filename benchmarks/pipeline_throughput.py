@@ -10,7 +10,6 @@ Usage:
 Writes benchmarks/results/pipeline_throughput.{md,json}.
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import keras  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import data as kd  # noqa: E402
 from keras_gblend.datasets import av_digits  # noqa: E402
+from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,11 +64,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as shard_dir:
         rows, table = measure(shard_dir)
     print(table)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out + ".md", "w") as f:
-        f.write(table + "\n")
-    with open(FLAGS.out + ".json", "w") as f:
-        json.dump(rows, f, indent=2)
+    write_results(FLAGS.out, table, rows)
 
 
 def measure(shard_dir):

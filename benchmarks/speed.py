@@ -15,7 +15,6 @@ Usage:
 Writes benchmarks/results/speed.{md,json}.
 """
 
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
+from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -260,11 +260,7 @@ def main(argv):
         results[name] = rows
         lines += section + [""]
         print("\n".join(section), flush=True)
-    os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
-    with open(FLAGS.out + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(FLAGS.out + ".json", "w") as f:
-        json.dump(results, f, indent=2)
+    write_results(FLAGS.out, "\n".join(lines), results)
     print(f"Wrote {FLAGS.out}.md and .json")
 
 

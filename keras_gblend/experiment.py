@@ -25,7 +25,11 @@ from keras_gblend.estimation import train_subset_dataset
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
-from keras_gblend.input_data import epoch_keyed_dataset, num_examples
+from keras_gblend.input_data import (
+    epoch_keyed_dataset,
+    num_batches,
+    num_examples,
+)
 from keras_gblend.ogm import OGMGE
 from keras_gblend.ogr_monitor import OGRMonitor
 
@@ -41,7 +45,12 @@ METHODS = (
 )
 DATASETS = ("uci_mfeat", "av_digits")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZER_CLASSES = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 LR_SCHEDULES = ("constant", "cosine")
 UNIMODAL_PREFIX = "unimodal:"
 AV_DIGITS_MODALITIES = ("audio", "visual")
@@ -128,10 +137,7 @@ class ExperimentConfig:
                 f"method: {self.method!r} names no modality of this run; "
                 f"choose '{UNIMODAL_PREFIX}' + one of {list(self.modalities)}."
             )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}."
-            )
+        optimizer_class(self.optimizer)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule must be one of {LR_SCHEDULES}, got "
@@ -242,7 +248,14 @@ def steps_per_epoch(train, batch_size: int) -> Optional[int]:
     if isinstance(train, tf.data.Dataset):
         steps = int(train.cardinality())
         return steps if steps >= 0 else None
-    return -(-num_examples(train[0]) // batch_size)
+    return num_batches(num_examples(train[0]), batch_size)
+
+
+def optimizer_class(name: str) -> type:
+    """The Keras optimizer class `name` (one of `OPTIMIZERS`) stands for."""
+    if name not in OPTIMIZER_CLASSES:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")
+    return OPTIMIZER_CLASSES[name]
 
 
 def make_optimizer(
@@ -255,15 +268,7 @@ def make_optimizer(
     `lr_schedule="cosine"` decays the learning rate to 0 over
     `config.epochs * steps_per_epoch` steps (`keras.optimizers.schedules.
     CosineDecay`); it needs `steps_per_epoch`."""
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(
-            f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}."
-        )
-    optimizer_class = {
-        "sgd": keras.optimizers.SGD,
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-    }[config.optimizer]
+    optimizer_type = optimizer_class(config.optimizer)
     kwargs = {}
     if config.optimizer == "sgd":
         kwargs["momentum"] = config.momentum
@@ -277,7 +282,7 @@ def make_optimizer(
                 "(the training data's length is unknown)."
             )
         if learning_rate is None:
-            learning_rate = inspect.signature(optimizer_class).parameters[
+            learning_rate = inspect.signature(optimizer_type).parameters[
                 "learning_rate"
             ].default
         learning_rate = keras.optimizers.schedules.CosineDecay(
@@ -285,7 +290,12 @@ def make_optimizer(
         )
     if learning_rate is not None:
         kwargs["learning_rate"] = learning_rate
-    return optimizer_class(**kwargs)
+    return optimizer_type(**kwargs)
+
+
+def config_json(config: ExperimentConfig) -> Dict:
+    """`config` as saved in `config.json` (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
 def check_resumable(config: ExperimentConfig) -> None:
@@ -303,17 +313,14 @@ def check_resumable(config: ExperimentConfig) -> None:
         return
     with open(saved_path) as f:
         saved = json.load(f)
-    current = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    current = config_json(config)
     resumable = set(RESUMABLE_CHANGES)
     if config.lr_schedule != "constant":
         # The schedule's length is `epochs`: more epochs would change the
         # learning rate of the epochs already trained.
         resumable.discard("epochs")
     # Settings added since a run was saved have their default there.
-    defaults = json.loads(
-        json.dumps(dataclasses.asdict(ExperimentConfig()), default=list)
-    )
-    saved = {**defaults, **saved}
+    saved = {**config_json(ExperimentConfig()), **saved}
     differences = [
         f"{name}={saved[name]!r} (saved) vs {value!r} (now)"
         for name, value in current.items()
@@ -456,7 +463,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     if model_dir:
         os.makedirs(model_dir, exist_ok=True)
         with open(os.path.join(model_dir, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(config), f, indent=2, default=list)
+            json.dump(config_json(config), f, indent=2)
         checkpoints = os.path.join(model_dir, "checkpoints")
         initial_epoch = ResumableCheckpoint.saved_epoch(checkpoints)
         callbacks += [

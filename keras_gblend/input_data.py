@@ -54,6 +54,11 @@ def num_examples(x) -> int:
     return sizes.pop()
 
 
+def num_batches(size: int, batch_size: int) -> int:
+    """Batches of at most `batch_size` that `size` rows make."""
+    return -(-size // batch_size)
+
+
 def take_rows(tree, indices):
     """Selects `indices` from every array in a nested structure."""
     return tf.nest.map_structure(lambda a: np.asarray(a)[indices], tree)
@@ -154,7 +159,7 @@ def epoch_keyed_dataset(
     """
     elements = tuple(part for part in split_arrays(data) if part is not None)
     size = num_examples(elements[0])
-    steps = -(-size // batch_size)
+    steps = num_batches(size, batch_size)
     tensors = tf.nest.map_structure(tf.convert_to_tensor, elements)
 
     def epoch_order(epoch):

@@ -18,12 +18,12 @@ NUM_CLASSES = 3
 REPO = os.path.join(os.path.dirname(__file__), "..")
 
 
-def run_script(folder, script, *flags, cwd=None):
+def run_script(folder, script, *flags, cwd=None, timeout=600):
     """Runs `python <repo>/<folder>/<script> <flags>` and returns its
     `subprocess.CompletedProcess` (text stdout/stderr)."""
     return subprocess.run(
         [sys.executable, os.path.join(REPO, folder, script), *flags],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
 

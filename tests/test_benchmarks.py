@@ -3,7 +3,6 @@
 import json
 import os
 
-
 from conftest import run_script
 
 

@@ -8,7 +8,7 @@ from conftest import run_script, same_values
 
 
 def _run(*flags, script="train.py", cwd=None):
-    return run_script("scripts", script, *flags, cwd=cwd)
+    return run_script("scripts", script, *flags, cwd=cwd, timeout=300)
 
 
 def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
