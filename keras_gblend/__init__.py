@@ -9,10 +9,12 @@ from keras_gblend import (
     datasets,
     encoders,
     fusion_layers,
+    measurement_noise,
     ogm,
     ogr,
     training_history,
 )
+from keras_gblend.answer import Answer, select_answer
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.checkpointing import ResumableCheckpoint
 from keras_gblend.estimation import BlendEstimate, estimate_blend_weights

@@ -8,6 +8,7 @@ retracing the compiled train function; they are saved and restored with the
 model (`.keras`, `save_weights`, `tf.train.Checkpoint`).
 """
 
+import copy
 import dataclasses
 import inspect
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
@@ -17,9 +18,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_gblend import ogm
+from keras_gblend import head_graph, input_data, ogm
 
 WeightsLike = Union[Mapping[str, float], Sequence[float]]
+BLEND_SCOPES = ("all", "shared")
 
 
 @dataclasses.dataclass
@@ -96,6 +98,16 @@ class BlendedModel(keras.Model):
             logits (as `ConcatFusion`/`SumFusion` return); it gets no loss
             and is what OGM-GE scores by default.
         modulation: an `OGMGE` (or its config dict), or `None`.
+        blend_scope: what the blend weights scale. `"shared"` (default):
+            variables that several heads share (the encoders) get the
+            gradient of `sum_i w_i * L_i`; each head's own variables (its
+            classifier) learn from its own loss `L_i` at full rate. So no
+            head, the joint answer included, is left untrained by a small
+            weight, and a head with weight 0 is a probe of its encoder's
+            features that never changes them. `"all"`: the paper's literal
+            loss and Keras's `loss_weights` semantics: every variable gets
+            the gradient of `sum_i w_i * L_i`, so a head with a small weight
+            also learns slowly.
         name: model name.
 
     Example:
@@ -124,6 +136,12 @@ class BlendedModel(keras.Model):
         joint_output = kwargs.pop("joint_output", "joint")
         modality_logits_output = kwargs.pop("modality_logits_output", None)
         modulation = kwargs.pop("modulation", None)
+        blend_scope = kwargs.pop("blend_scope", "shared")
+        if blend_scope not in BLEND_SCOPES:
+            raise ValueError(
+                f"`blend_scope` must be one of {BLEND_SCOPES}, got "
+                f"{blend_scope!r}."
+            )
         if isinstance(modulation, dict):
             modulation = keras.saving.deserialize_keras_object(modulation)
         if modulation is not None and not isinstance(modulation, ogm.OGMGE):
@@ -182,6 +200,8 @@ class BlendedModel(keras.Model):
         self.joint_output = joint_output
         self.modality_logits_output = modality_logits_output
         self.modulation = modulation
+        self.blend_scope = blend_scope
+        self._private_ids = None
         self.modalities = modalities
         self.head_names = modalities + (joint_output,)
         num_heads = len(self.head_names)
@@ -214,6 +234,20 @@ class BlendedModel(keras.Model):
             dtype="float32",
             trainable=False,
             name="blend_delta_g",
+        )
+        self.blend_delta_g_se = self.add_weight(
+            shape=(num_heads,),
+            initializer=keras.initializers.Constant(np.nan),
+            dtype="float32",
+            trainable=False,
+            name="blend_delta_g_se",
+        )
+        self.blend_delta_o_se = self.add_weight(
+            shape=(num_heads,),
+            initializer=keras.initializers.Constant(np.nan),
+            dtype="float32",
+            trainable=False,
+            name="blend_delta_o_se",
         )
         self.head_loss_trackers = [
             keras.metrics.Mean(name=f"{head}_loss") for head in self.head_names
@@ -265,6 +299,7 @@ class BlendedModel(keras.Model):
         config = super().get_config()
         config["joint_output"] = self.joint_output
         config["modality_logits_output"] = self.modality_logits_output
+        config["blend_scope"] = self.blend_scope
         config["modulation"] = (
             None
             if self.modulation is None
@@ -284,6 +319,11 @@ class BlendedModel(keras.Model):
                 self._user_loss_weights
             )
         return config
+
+    @property
+    def head_losses(self) -> Optional[Dict[str, keras.losses.Loss]]:
+        """`{head: loss object}` after `compile` (each head its own)."""
+        return self._head_losses
 
     @property
     def loss_argument(self):
@@ -481,6 +521,70 @@ class BlendedModel(keras.Model):
             values.append(ops.cast(value, "float32"))
         return values
 
+    def per_example_losses(self, y, y_pred, sample_weight=None):
+        """Each head's loss on every example, unreduced.
+
+        Their means over the examples equal the `<head>_loss` that
+        `evaluate` reports: the same loss objects, with sample weights, as
+        Keras's `"sum_over_batch_size"` reduction weighs them.
+
+        Args:
+            y: labels (one array for all heads, or `{head: labels}`).
+            y_pred: `{head: predictions}` (e.g. from `predict`).
+            sample_weight: optional per-example weights (or a dict per head).
+
+        Returns:
+            `{head: float32 numpy array (examples,)}`.
+        """
+        if self._head_losses is None:
+            raise RuntimeError("Compile the model before computing losses.")
+        labels = self.labels_per_head(y)
+        values = {}
+        for head in self.head_names:
+            loss = copy.copy(self._head_losses[head])
+            loss.reduction = None
+            weight = (
+                sample_weight.get(head)
+                if isinstance(sample_weight, Mapping)
+                else sample_weight
+            )
+            per_example = ops.cast(
+                loss(labels[head], y_pred[head], weight), "float32"
+            )
+            rank = len(per_example.shape)
+            if rank > 1:  # e.g. per-timestep losses: mean per example
+                per_example = ops.mean(per_example, axis=tuple(range(1, rank)))
+            values[head] = ops.convert_to_numpy(per_example)
+        return values
+
+    def per_example_errors(self, y, y_pred, sample_weight=None):
+        """Each head's error `1 - accuracy` on every example (argmax of the
+        prediction against the class id of sparse or one-hot labels).
+
+        With sample weights, each error is scaled by `w * n / sum(w)`, so the
+        mean over examples is the weighted error, as Keras's weighted
+        accuracy reports it.
+
+        Returns:
+            `{head: float32 numpy array (examples,)}`.
+        """
+        labels = self.labels_per_head(y)
+        values = {}
+        for head in self.head_names:
+            predicted = np.asarray(y_pred[head]).argmax(axis=-1)
+            truth = input_data.class_ids(np.asarray(labels[head]))
+            errors = (predicted.reshape(len(truth)) != truth).astype(np.float32)
+            weight = (
+                sample_weight.get(head)
+                if isinstance(sample_weight, Mapping)
+                else sample_weight
+            )
+            if weight is not None:
+                weight = np.asarray(weight, np.float32).reshape(len(errors))
+                errors = errors * weight * len(weight) / weight.sum()
+            values[head] = errors
+        return values
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -489,6 +593,11 @@ class BlendedModel(keras.Model):
         Records each unweighted `L_i` in its `<head>_loss` tracker.
         """
         del x, training
+        return self._blended_and_plain_losses(y, y_pred, sample_weight)[0]
+
+    def _blended_and_plain_losses(self, y, y_pred, sample_weight):
+        """`(sum_i w_i L_i + reg, sum_i L_i + reg)`; updates the per-head
+        loss trackers."""
         head_losses = self.compute_head_losses(y, y_pred, sample_weight)
         batch_size = ops.shape(next(iter(y_pred.values())))[0]
         for tracker, value in zip(self.head_loss_trackers, head_losses):
@@ -496,14 +605,18 @@ class BlendedModel(keras.Model):
                 unscale_loss_for_replicas(value), sample_weight=batch_size
             )
         weights = ops.convert_to_tensor(self.blend_weights_variable)
-        total = ops.sum(ops.stack(head_losses) * weights)
+        stacked = ops.stack(head_losses)
+        regularization = 0.0
         for extra in self.losses:
             # As Keras's own `compute_loss`: summed, cast, and scaled by
             # 1/replicas under a tf.distribute strategy.
-            total = total + ops.cast(
+            regularization = regularization + ops.cast(
                 self._aggregate_additional_loss(extra), "float32"
             )
-        return total
+        return (
+            ops.sum(stacked * weights) + regularization,
+            ops.sum(stacked) + regularization,
+        )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         heads_only = {h: y_pred[h] for h in self.head_names}
@@ -566,25 +679,49 @@ class BlendedModel(keras.Model):
         return self._for_multi_worker_reduce(self._train_step(data))
 
     def _train_step(self, data):
-        if self.modulation is None:
+        shared_scope = self.blend_scope == "shared"
+        if self.modulation is None and not shared_scope:
             return super().train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=shared_scope) as tape:
             y_pred = self(x, training=True)
-            loss = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                training=True,
+            loss, plain_loss = self._blended_and_plain_losses(
+                y, y_pred, sample_weight
             )
             self._loss_tracker.update_state(
                 unscale_loss_for_replicas(loss),
                 sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
             )
             scaled_loss = self.optimizer.scale_loss(loss)
+            scaled_plain_loss = self.optimizer.scale_loss(plain_loss)
         variables = self.trainable_weights
         gradients = tape.gradient(scaled_loss, variables)
-        gradients = self.modulate_gradients(gradients, variables, y, y_pred)
+        if shared_scope:
+            # Each head's own variables get the gradient of its own loss.
+            private = self.private_variable_ids()
+            rows = [i for i, v in enumerate(variables) if id(v) in private]
+            own = tape.gradient(
+                scaled_plain_loss, [variables[i] for i in rows]
+            )
+            for i, gradient in zip(rows, own):
+                gradients[i] = gradient
+            del tape
+        if self.modulation is not None:
+            gradients = self.modulate_gradients(gradients, variables, y, y_pred)
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def private_variable_ids(self):
+        """Ids of the trainable variables that exactly one head depends on
+        (read from the functional graph)."""
+        if self._private_ids is None:
+            exclusive = head_graph.exclusive_trainable_variables(
+                self, self.head_names
+            )
+            self._private_ids = {
+                id(v) for variables in exclusive.values() for v in variables
+            }
+        return self._private_ids
 
     def modality_logits(self, y_pred):
         """`(batch, k, classes)` logits OGM-GE scores, per its
@@ -700,6 +837,7 @@ def as_blended_model(
     output_modalities: Optional[Mapping[str, str]] = None,
     modality_logits_output: Optional[str] = None,
     modulation: Optional[ogm.OGMGE] = None,
+    blend_scope: str = "shared",
 ) -> BlendedModel:
     """Wraps a functional model with named outputs into a `BlendedModel`.
 
@@ -715,6 +853,7 @@ def as_blended_model(
             name (Keras needs unique layer names).
         modality_logits_output: see `BlendedModel`.
         modulation: optional `kg.OGMGE`.
+        blend_scope: `"all"` or `"shared"` (see `BlendedModel`).
 
     Returns:
         A `BlendedModel` over the same graph.
@@ -746,5 +885,6 @@ def as_blended_model(
         joint_output=joint_output,
         modality_logits_output=modality_logits_output,
         modulation=modulation,
+        blend_scope=blend_scope,
         name=model.name,
     )

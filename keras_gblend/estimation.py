@@ -3,9 +3,12 @@
 For each head, a clone of the model initialised from its current weights is
 trained for `epochs` on that head's loss alone, with a fresh optimizer of the
 same configuration (a learning rate schedule continues from the model's
-step). The head's loss (or error) on the holdout `V` and on a
-train subset `T'` is measured before and after; from them `delta_o`,
-`delta_g`, OGR and the blend `w_i = delta_g_i / delta_o_i**2 / Z` follow.
+step). Each head's loss (or error) on every example of the holdout `V`
+and of a train subset `T'` is measured before and after; from their means
+`delta_o`, `delta_g`, OGR and the blend `w_i = delta_g_i / delta_o_i**2 / Z`
+follow, and from the per-example values a paired bootstrap gives the
+standard error of every `delta_g` and `delta_o` (no extra training), which
+the blend uses to tell a real gain from measurement noise.
 
 Uni-modal heads of a late-fusion network depend on disjoint variables, so
 training the *sum* of their losses trains each one exactly as if alone: all
@@ -23,11 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gblend import head_graph, input_data, ogr
+from keras_gblend import head_graph, input_data, measurement_noise, ogr
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.holdout import validate_holdout
 
 METRICS = ("loss", "accuracy")
+# `BlendEstimate` fields logged as `gblend/<field>/<head>`.
+LOGGED_FIGURES = ("delta_o", "delta_g", "ogr", "delta_g_se", "delta_o_se")
 
 
 @dataclasses.dataclass
@@ -42,9 +47,15 @@ class BlendEstimate:
         delta_g: generalization gain per head.
         ogr: `|delta_o / delta_g|` per head.
         train_start, holdout_start, train_end, holdout_end: the measured
-            losses (or errors) on `T'` and `V` before and after training.
+            mean losses (or errors) on `T'` and `V` before and after
+            training.
         metric: `"loss"` or `"accuracy"` (measured as error `1 - acc`).
         fused: whether uni-modal heads were trained in one clone run.
+        delta_g_se, delta_o_se: bootstrap standard errors of `delta_g` and
+            `delta_o` (NaN when the noise was not estimated).
+        generalizing: per head, whether its `delta_g` is clearly above its
+            noise (`delta_g > noise_z * delta_g_se`); only these heads get
+            a weight.
     """
 
     head_names: Tuple[str, ...]
@@ -58,6 +69,9 @@ class BlendEstimate:
     holdout_end: np.ndarray
     metric: str
     fused: bool
+    delta_g_se: Optional[np.ndarray] = None
+    delta_o_se: Optional[np.ndarray] = None
+    generalizing: Optional[np.ndarray] = None
 
     def weights_dict(self) -> Optional[Dict[str, float]]:
         """`{head: weight}`, or `None` (see `weights`)."""
@@ -68,8 +82,10 @@ class BlendEstimate:
     def as_logs(self) -> Dict[str, float]:
         """Flat `{"gblend/<figure>/<head>": value}` for Keras logs."""
         logs = {}
-        for figure in ("delta_o", "delta_g", "ogr"):
+        for figure in LOGGED_FIGURES:
             values = getattr(self, figure)
+            if values is None:
+                values = np.full(len(self.head_names), np.nan)
             for head, value in zip(self.head_names, values):
                 logs[f"gblend/{figure}/{head}"] = float(value)
         return logs
@@ -145,11 +161,13 @@ def clone_blended_model(model: BlendedModel, custom_objects=None):
     """A new `BlendedModel` with the same graph and a copy of the weights,
     built in the model's distribution strategy scope.
 
-    The clone trains without OGM-GE: Algorithm 1 measures how each head
-    overfits under plain training on its own loss.
+    The clone trains without OGM-GE and with `blend_scope="all"`:
+    Algorithm 1 measures how each head overfits under plain training on its
+    own loss, and nothing else trains.
     """
     config = model.get_config()
     config["modulation"] = None
+    config["blend_scope"] = "all"
     with model.distribute_strategy.scope():
         with keras.saving.custom_object_scope(custom_objects or {}):
             clone = model.__class__.from_config(config)
@@ -163,29 +181,39 @@ def clone_blended_model(model: BlendedModel, custom_objects=None):
     return clone
 
 
-def _compile_clone(model, clone, train_heads, metric):
+def _compile_clone(model, clone, train_heads):
     mask = {h: float(h in train_heads) for h in model.head_names}
     with model.distribute_strategy.scope():
         clone.compile(
             optimizer=fresh_optimizer(model.optimizer),
             loss=model.loss_argument,
             loss_weights=mask,
-            metrics=["accuracy"] if metric == "accuracy" else None,
             jit_compile=model.jit_compile,
             run_eagerly=model.run_eagerly,
         )
 
 
-def _measure(clone, dataset, heads, metric) -> np.ndarray:
-    results = clone.evaluate(dataset, return_dict=True, verbose=0)
-    values = []
-    for head in heads:
-        if metric == "loss":
-            values.append(results[f"{head}_loss"])
-        else:
-            values.append(1.0 - results[f"{head}_accuracy"])
-    values = np.asarray(values, dtype=np.float64)
-    bad = [h for h, v in zip(heads, values) if not np.isfinite(v)]
+def per_example_values(model, dataset, heads, metric) -> np.ndarray:
+    """Each head's loss (or error, `metric="accuracy"`) on every example of
+    a batched `dataset`, in its order: one `predict` pass for all heads.
+
+    The mean over examples is what `evaluate` reports as `<head>_loss`
+    (sample weights included, regularization excluded).
+
+    Returns:
+        float64 array `(len(heads), examples)`.
+
+    Raises:
+        FloatingPointError: a non-finite value, naming the heads.
+    """
+    predictions = model.predict(dataset, verbose=0)
+    y, sample_weight = input_data.targets_of(dataset)
+    if metric == "loss":
+        per_head = model.per_example_losses(y, predictions, sample_weight)
+    else:
+        per_head = model.per_example_errors(y, predictions, sample_weight)
+    values = np.stack([per_head[head] for head in heads]).astype(np.float64)
+    bad = [h for h, row in zip(heads, values) if not np.all(np.isfinite(row))]
     if bad:
         raise FloatingPointError(
             f"Non-finite {metric} for head(s) {bad} while estimating blend "
@@ -272,6 +300,8 @@ def estimate_blend_weights(
     fused: Optional[bool] = None,
     seed: Optional[int] = 0,
     min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
+    noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
+    bootstrap_resamples: int = measurement_noise.DEFAULT_RESAMPLES,
     on_no_generalization: str = "raise",
     verbose: int = 0,
     custom_objects=None,
@@ -292,7 +322,13 @@ def estimate_blend_weights(
         fused: see `estimation_groups`.
         seed: shuffle seed for array inputs (`None`: keep their order) and
             for sampling `T'`.
-        min_delta_o: floor for `delta_o` (see `keras_gblend.ogr`).
+        min_delta_o: floor for `|delta_o|` (see `keras_gblend.ogr`).
+        noise_z: a head's gain counts only if `delta_g > noise_z *
+            SE(delta_g)`, and `|delta_o|` is never taken below
+            `SE(delta_o)` (paired bootstrap over the examples of `V` and
+            `T'`). `None`: ignore measurement noise (any `delta_g > 0`
+            counts; no standard errors are computed).
+        bootstrap_resamples: resamples of the bootstrap.
         on_no_generalization: when no head improved on the holdout:
             `"raise"` a `NoGeneralizationError`, or `"keep"`: return the
             measured figures with `weights=None`.
@@ -332,6 +368,8 @@ def estimate_blend_weights(
         )
     if int(epochs) < 1:
         raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
+    if noise_z is not None and not (0 <= noise_z < math.inf):
+        raise ValueError(f"`noise_z` must be >= 0 and finite, got {noise_z}.")
     validate_holdout(holdout)
     if isinstance(train, tf.data.Dataset) and (
         int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
@@ -353,10 +391,10 @@ def estimate_blend_weights(
     start_train = start_holdout = None
     for group in groups:
         clone = clone_blended_model(model, custom_objects)
-        _compile_clone(model, clone, group, metric)
+        _compile_clone(model, clone, group)
         if start_train is None:
-            start_train = _measure(clone, subset_ds, heads, metric)
-            start_holdout = _measure(clone, holdout_ds, heads, metric)
+            start_train = per_example_values(clone, subset_ds, heads, metric)
+            start_holdout = per_example_values(clone, holdout_ds, heads, metric)
         clone.fit(
             make_train(),
             epochs=int(epochs),
@@ -364,24 +402,70 @@ def estimate_blend_weights(
             verbose=verbose,
             callbacks=[_NonFiniteLossGuard(group)],
         )
-        for head, value in zip(group, _measure(clone, subset_ds, group, metric)):
-            end_train[head] = value
-        for head, value in zip(
-            group, _measure(clone, holdout_ds, group, metric)
-        ):
-            end_holdout[head] = value
+        for dataset, ends in ((subset_ds, end_train), (holdout_ds, end_holdout)):
+            values = per_example_values(clone, dataset, group, metric)
+            ends.update(zip(group, values))
         del clone
         gc.collect()
 
-    train_end = np.asarray([end_train[h] for h in heads])
-    holdout_end = np.asarray([end_holdout[h] for h in heads])
-    delta_o = ogr.delta_overfitting(
-        start_holdout, start_train, holdout_end, train_end
+    train_end = np.stack([end_train[h] for h in heads])
+    holdout_end = np.stack([end_holdout[h] for h in heads])
+    return blend_estimate(
+        heads, start_holdout, start_train, holdout_end, train_end,
+        metric=metric, fused=fused, min_delta_o=min_delta_o,
+        noise_z=noise_z, bootstrap_resamples=bootstrap_resamples, seed=seed,
+        on_no_generalization=on_no_generalization,
     )
-    delta_g = ogr.delta_generalization(start_holdout, holdout_end)
+
+
+def blend_estimate(
+    heads: Sequence[str],
+    holdout_start,
+    train_start,
+    holdout_end,
+    train_end,
+    metric: str = "loss",
+    fused: bool = False,
+    min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
+    noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
+    bootstrap_resamples: int = measurement_noise.DEFAULT_RESAMPLES,
+    seed: Optional[int] = 0,
+    on_no_generalization: str = "raise",
+) -> BlendEstimate:
+    """The `BlendEstimate` of per-example measurements at `N` and `N + n`.
+
+    Args:
+        heads: head names.
+        holdout_start, holdout_end: per-example values on `V`,
+            `(heads, n_V)`, before and after the clones trained.
+        train_start, train_end: the same on `T'`, `(heads, n_T')`.
+        metric, fused, min_delta_o, noise_z, bootstrap_resamples,
+            on_no_generalization: see `estimate_blend_weights`.
+        seed: bootstrap seed.
+
+    Returns:
+        A `BlendEstimate` whose means, ΔO, ΔG, OGR and weights are `ogr`'s
+        functions of these measurements.
+    """
+    holdout_start, holdout_end, train_start, train_end = (
+        np.asarray(v, dtype=np.float64)
+        for v in (holdout_start, holdout_end, train_start, train_end)
+    )
+    means = [v.mean(axis=1) for v in
+             (holdout_start, train_start, holdout_end, train_end)]
+    delta_o = ogr.delta_overfitting(*means)
+    delta_g = ogr.delta_generalization(means[0], means[2])
+    delta_g_se = delta_o_se = None
+    if noise_z is not None:
+        delta_g_se, delta_o_se = measurement_noise.bootstrap_standard_errors(
+            holdout_start, holdout_end, train_start, train_end,
+            num_resamples=bootstrap_resamples, seed=seed,
+        )
     try:
         weights = ogr.blend_weights(
-            delta_g, delta_o, min_delta_o=min_delta_o, head_names=heads
+            delta_g, delta_o, min_delta_o=min_delta_o, head_names=heads,
+            delta_g_se=delta_g_se, delta_o_se=delta_o_se,
+            noise_z=noise_z or 0.0,
         )
     except ogr.NoGeneralizationError:
         if on_no_generalization == "raise":
@@ -393,10 +477,15 @@ def estimate_blend_weights(
         delta_o=delta_o,
         delta_g=delta_g,
         ogr=ogr.overfitting_to_generalization_ratio(delta_o, delta_g),
-        train_start=start_train,
-        holdout_start=start_holdout,
-        train_end=train_end,
-        holdout_end=holdout_end,
+        train_start=means[1],
+        holdout_start=means[0],
+        train_end=means[3],
+        holdout_end=means[2],
         metric=metric,
         fused=fused,
+        delta_g_se=delta_g_se,
+        delta_o_se=delta_o_se,
+        generalizing=ogr.generalizing_heads(
+            delta_g, delta_g_se, noise_z or 0.0
+        ),
     )

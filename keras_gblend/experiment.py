@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gblend import datasets
-from keras_gblend.blended_model import BlendedModel
+from keras_gblend.answer import select_answer
+from keras_gblend.blended_model import BLEND_SCOPES, BlendedModel
 from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
 from keras_gblend.encoders import frames_encoder, spectrogram_encoder
 from keras_gblend.estimation import train_subset_dataset
@@ -43,7 +44,7 @@ METHODS = (
     "gblend_offline+ogm_ge",
     "gblend_online+ogm_ge",
 )
-DATASETS = ("uci_mfeat", "av_digits")
+DATASETS = ("uci_mfeat", "uci_paradox", "av_digits")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZER_CLASSES = {
     "sgd": keras.optimizers.SGD,
@@ -82,13 +83,17 @@ class ExperimentConfig:
     momentum: float = 0.9
     weight_decay: Optional[float] = None
     lr_schedule: str = "constant"
-    hidden_units: int = 64
+    hidden_units: Optional[int] = None
     fusion: str = "concat"
+    blend_scope: str = "shared"
     holdout_fraction: float = 0.1
-    warmup_epochs: int = 10
+    warmup_epochs: int = 0
+    first_super_epoch: int = 10
     super_epoch: int = 5
     estimation_epochs: Optional[int] = None
     gblend_metric: str = "loss"
+    noise_z: Optional[float] = 2.0
+    smoothing: float = 0.0
     alpha: float = 0.5
     ogm_start_epoch: int = 0
     ogm_end_epoch: Optional[int] = None
@@ -115,7 +120,7 @@ class ExperimentConfig:
                     f"data_dir: {self.data_dir!r} holds no AV-digits data; "
                     "make it with scripts/make_av_digits.py --out DIR."
                 )
-        else:
+        elif self.dataset == "uci_mfeat":
             unknown = [
                 v for v in self.views
                 if v not in datasets.uci_multifeature.VIEWS
@@ -147,9 +152,22 @@ class ExperimentConfig:
             raise ValueError("learning_rate must be > 0.")
         if self.weight_decay is not None and not self.weight_decay >= 0:
             raise ValueError("weight_decay must be >= 0.")
-        for name in ("epochs", "batch_size", "hidden_units", "super_epoch"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "hidden_units",
+                     "first_super_epoch", "super_epoch", "estimation_epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1.")
+        if self.warmup_epochs < 0:
+            raise ValueError("warmup_epochs must be >= 0.")
+        if self.blend_scope not in BLEND_SCOPES:
+            raise ValueError(
+                f"blend_scope must be one of {BLEND_SCOPES}, got "
+                f"{self.blend_scope!r}."
+            )
+        if self.noise_z is not None and not 0 <= self.noise_z < float("inf"):
+            raise ValueError("noise_z must be >= 0 and finite.")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError("smoothing must be in [0, 1).")
         if not self.alpha >= 0:
             raise ValueError("alpha must be >= 0.")
         if self.strategy not in STRATEGIES:
@@ -162,7 +180,17 @@ class ExperimentConfig:
         """The modalities (input names) of this run's model."""
         if self.dataset == "av_digits":
             return AV_DIGITS_MODALITIES
+        if self.dataset == "uci_paradox":
+            return datasets.uci_paradox.VIEWS
         return tuple(self.views)
+
+    @property
+    def encoder_units(self) -> int:
+        """`hidden_units`, or the dataset's default: 256 on UCI-paradox
+        (high-capacity encoders, the paper's regime), 64 otherwise."""
+        if self.hidden_units is not None:
+            return self.hidden_units
+        return 256 if self.dataset == "uci_paradox" else 64
 
     @property
     def unimodal_modality(self) -> Optional[str]:
@@ -344,6 +372,7 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
         num_classes,
         fusion=config.fusion,
         modulation=config.modulation(),
+        blend_scope=config.blend_scope,
     )
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
@@ -385,7 +414,12 @@ def load_data(config: ExperimentConfig):
 
         return (data["train"], data["holdout"], (data["test"],), encoders,
                 data["num_classes"])
-    data = datasets.load_uci_multifeature(views=config.views, seed=config.seed)
+    if config.dataset == "uci_paradox":
+        data = datasets.load_uci_paradox(seed=config.seed)
+    else:
+        data = datasets.load_uci_multifeature(
+            views=config.views, seed=config.seed
+        )
     train, holdout = split_holdout(
         (data.x_train, data.y_train),
         fraction=config.holdout_fraction,
@@ -394,8 +428,8 @@ def load_data(config: ExperimentConfig):
 
     def encoders():
         return {
-            view: mlp_encoder(train[0][view], config.hidden_units, view)
-            for view in config.views
+            view: mlp_encoder(train[0][view], config.encoder_units, view)
+            for view in data.views
         }
 
     return train, holdout, (data.x_test, data.y_test), encoders, data.num_classes
@@ -440,9 +474,12 @@ def run_experiment(config: ExperimentConfig) -> Dict:
                 holdout,
                 mode=config.gblend_mode,
                 warmup_epochs=config.warmup_epochs,
+                first_super_epoch=config.first_super_epoch,
                 super_epoch=config.super_epoch,
                 estimation_epochs=config.estimation_epochs,
                 metric=config.gblend_metric,
+                noise_z=config.noise_z,
+                smoothing=config.smoothing,
                 train=train,
                 batch_size=config.batch_size,
                 seed=config.seed,
@@ -500,6 +537,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
                   "retrain).")
     wall_time = time.perf_counter() - start
     scores = model.evaluate(*test, return_dict=True, verbose=0)
+    answer = select_answer(model, holdout, batch_size=config.batch_size)
     results = {
         "dataset": config.dataset,
         "views": list(model.modalities),
@@ -509,6 +547,13 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             head: float(scores[f"{head}_accuracy"]) for head in model.head_names
         },
         "blend_weights": model.blend_weights,
+        "answer": {
+            "weights": answer.weights,
+            "holdout_accuracy": answer.holdout_accuracy,
+            "test_accuracy": answer.accuracy(
+                model, test if len(test) > 1 else test[0], config.batch_size
+            ),
+        },
         "wall_time_s": wall_time,
         "initial_epoch": initial_epoch,
         "history": {

@@ -38,6 +38,7 @@ def late_fusion_model(
     input_shapes: Optional[Mapping[str, Sequence[Optional[int]]]] = None,
     joint_output: str = "joint",
     modulation: Optional[OGMGE] = None,
+    blend_scope: str = "shared",
     fusion_units: int = 128,
     name: str = "late_fusion",
 ) -> BlendedModel:
@@ -71,6 +72,7 @@ def late_fusion_model(
             are not built models.
         joint_output: name of the joint output.
         modulation: optional `kg.OGMGE` applied in `train_step`.
+        blend_scope: `"all"` or `"shared"` (see `kg.BlendedModel`).
         name: model name.
 
     Returns:
@@ -151,5 +153,6 @@ def late_fusion_model(
             MODALITY_LOGITS if modality_logits is not None else None
         ),
         modulation=modulation,
+        blend_scope=blend_scope,
         name=name,
     )

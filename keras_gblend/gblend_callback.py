@@ -9,7 +9,11 @@ import tensorflow as tf
 
 from keras_gblend import input_data, ogr
 from keras_gblend.blended_model import BlendedModel
-from keras_gblend.estimation import METRICS, estimate_blend_weights
+from keras_gblend.estimation import (
+    LOGGED_FIGURES,
+    METRICS,
+    estimate_blend_weights,
+)
 from keras_gblend.holdout import validate_holdout
 
 MODES = ("offline", "online")
@@ -35,48 +39,85 @@ def _check_modalities_present(data, model: BlendedModel, what: str) -> None:
         )
 
 
+def _check_range(name, value, low, high, low_open=False, high_open=False):
+    """Raises `ValueError` naming `name` unless `value` is a number in the
+    interval."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number, got {value!r}.") from None
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (above and below and np.isfinite(number)):
+        interval = (
+            ("(" if low_open else "[") + f"{low:g}, {high:g}"
+            + (")" if high_open else "]")
+        )
+        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
+
+
 @keras.saving.register_keras_serializable(package="keras_gblend")
 class GBlendCallback(keras.callbacks.Callback):
     """Re-estimates a `BlendedModel`'s blend weights during `fit`.
 
     - `mode="offline"` (Algorithm 2): estimate once, from the model as it is
       when training starts, and keep the weights for the whole run.
-    - `mode="online"` (Algorithm 3): train `warmup_epochs` with the compiled
-      `loss_weights`, then re-estimate at the start of epoch `warmup_epochs`
-      and every `super_epoch` epochs after it, from the current weights.
+    - `mode="online"` (Algorithm 3): estimate at the start of epoch
+      `warmup_epochs` (0: from the initial model, as the paper), train
+      `first_super_epoch` epochs with those weights, then re-estimate from
+      the current weights every `super_epoch` epochs. The paper's schedule
+      (first super-epoch 10, then 5) is the default: estimates at epochs
+      0, 10, 15, 20, ... With `warmup_epochs > 0` the model first trains
+      that many epochs with its compiled `loss_weights`.
 
     Estimation trains throw-away clones on the `fit` training data (or on
-    `train=`) and measures each head on `holdout`; see
-    `kg.estimate_blend_weights`. The model's own weights and optimizer are
-    untouched except for the blend weights.
+    `train=`) and measures each head on every example of `holdout` and of a
+    train subset; see `kg.estimate_blend_weights`. The model's own weights
+    and optimizer are untouched except for the blend weights.
+
+    Measurement noise: a head whose holdout gain `ΔG` is not above
+    `noise_z` bootstrap standard errors gets no weight, `|ΔO|` is never
+    taken below its standard error, and if no head's gain is clear the
+    previous weights are kept (with a warning). `smoothing` mixes each new
+    estimate with the weights in use: `w <- (1 - smoothing) * w_new +
+    smoothing * w_old`.
 
     Every epoch it adds to `logs` (so History, CSVLogger and TensorBoard
     record them; put this callback before those in the list):
     `blend_weight/<head>`, `gblend/delta_o/<head>`, `gblend/delta_g/<head>`,
-    `gblend/ogr/<head>` (latest estimate, NaN before the first) and
+    `gblend/ogr/<head>`, `gblend/delta_g_se/<head>`,
+    `gblend/delta_o_se/<head>` (latest estimate, NaN before the first) and
     `gblend/estimation_epoch`.
 
     The estimation state is kept on the model (saved with it), so a resumed
     run (`initial_epoch`, `BackupAndRestore`) keeps its schedule position:
     offline runs don't re-estimate, online runs re-estimate only at
-    scheduled epochs not done yet. If no head improves on the holdout, the
-    previous weights are kept and a warning is issued.
+    scheduled epochs not done yet.
 
     Args:
         holdout: holdout data `V` (`(x, y)` arrays or a dataset).
         mode: `"offline"` or `"online"`.
-        warmup_epochs: online only: epochs before the first estimation.
-        super_epoch: online only: epochs between estimations.
+        warmup_epochs: online only: epochs trained with the compiled weights
+            before the first estimate (the paper: 0).
+        first_super_epoch: online only: epochs trained with the first
+            estimate (the paper: 10).
+        super_epoch: online only: epochs between later estimates (the
+            paper: 5).
         estimation_epochs: epochs each estimation clone trains (`n` of
-            Algorithm 1). Defaults to `super_epoch`.
+            Algorithm 1). `None`: as the paper, the length the weights will
+            be used for: the run's `epochs` offline, the coming super-epoch
+            online.
         metric: `"loss"` or `"accuracy"` (OGR from error).
-        train_subset_fraction: size of the train subset `T'`.
+        train_subset_fraction: size of the train subset `T'`, in (0, 1].
         train: training data for the clones; defaults to the `fit` data.
         batch_size: batch size for array data; defaults to `fit`'s.
         fused: fuse uni-modal heads in one clone run (`None`: when they
             share no variable).
-        seed: base seed for estimation shuffles.
-        min_delta_o: `delta_o` floor (see `keras_gblend.ogr`).
+        seed: base seed for estimation shuffles and the bootstrap.
+        min_delta_o: `|ΔO|` floor, > 0 (see `keras_gblend.ogr`).
+        noise_z: standard errors a gain must exceed to count; `None`
+            ignores measurement noise.
+        smoothing: in [0, 1): weight of the previous blend in each update.
         verbose: 1 prints each estimate.
 
     Example:
@@ -84,8 +125,7 @@ class GBlendCallback(keras.callbacks.Callback):
     ```python
     train, holdout = kg.split_holdout((x, y), fraction=0.08, seed=0)
     model.fit(*train, epochs=40, callbacks=[
-        kg.GBlendCallback(holdout, mode="online", warmup_epochs=10,
-                          super_epoch=5),
+        kg.GBlendCallback(holdout, mode="online"),  # estimates at 0, 10, 15, ...
         keras.callbacks.TensorBoard("logs")])
     ```
     """
@@ -94,7 +134,8 @@ class GBlendCallback(keras.callbacks.Callback):
         self,
         holdout,
         mode: str = "online",
-        warmup_epochs: int = 10,
+        warmup_epochs: int = 0,
+        first_super_epoch: int = 10,
         super_epoch: int = 5,
         estimation_epochs: Optional[int] = None,
         metric: str = "loss",
@@ -104,6 +145,8 @@ class GBlendCallback(keras.callbacks.Callback):
         fused: Optional[bool] = None,
         seed: int = 0,
         min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
+        noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
+        smoothing: float = 0.0,
         verbose: int = 1,
     ):
         super().__init__()
@@ -113,33 +156,43 @@ class GBlendCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"`metric` must be one of {METRICS}, got {metric!r}."
             )
-        if int(warmup_epochs) < 0:
-            raise ValueError(
-                f"`warmup_epochs` must be >= 0, got {warmup_epochs}."
-            )
-        if int(super_epoch) < 1:
-            raise ValueError(f"`super_epoch` must be >= 1, got {super_epoch}.")
-        if estimation_epochs is not None and int(estimation_epochs) < 1:
-            raise ValueError(
-                f"`estimation_epochs` must be >= 1, got {estimation_epochs}."
-            )
+        for name, value, low in (
+            ("warmup_epochs", warmup_epochs, 0),
+            ("first_super_epoch", first_super_epoch, 1),
+            ("super_epoch", super_epoch, 1),
+            ("estimation_epochs", estimation_epochs, 1),
+        ):
+            if value is None and name == "estimation_epochs":
+                continue
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise ValueError(
+                    f"`{name}` must be an integer >= {low}, got {value!r}."
+                )
+        _check_range("train_subset_fraction", train_subset_fraction, 0, 1,
+                     low_open=True)
+        _check_range("min_delta_o", min_delta_o, 0, np.inf, low_open=True,
+                     high_open=True)
+        if noise_z is not None:
+            _check_range("noise_z", noise_z, 0, np.inf, high_open=True)
+        _check_range("smoothing", smoothing, 0, 1, high_open=True)
         validate_holdout(holdout)
         self.holdout = holdout
         self.mode = mode
         self.warmup_epochs = int(warmup_epochs)
+        self.first_super_epoch = int(first_super_epoch)
         self.super_epoch = int(super_epoch)
         self.estimation_epochs = (
-            int(estimation_epochs)
-            if estimation_epochs is not None
-            else self.super_epoch
+            None if estimation_epochs is None else int(estimation_epochs)
         )
         self.metric = metric
-        self.train_subset_fraction = train_subset_fraction
+        self.train_subset_fraction = float(train_subset_fraction)
         self.train = train
         self.batch_size = batch_size
         self.fused = fused
         self.seed = seed
-        self.min_delta_o = min_delta_o
+        self.min_delta_o = float(min_delta_o)
+        self.noise_z = None if noise_z is None else float(noise_z)
+        self.smoothing = float(smoothing)
         self.verbose = verbose
         self.last_estimate = None
 
@@ -149,6 +202,7 @@ class GBlendCallback(keras.callbacks.Callback):
         return {
             "mode": self.mode,
             "warmup_epochs": self.warmup_epochs,
+            "first_super_epoch": self.first_super_epoch,
             "super_epoch": self.super_epoch,
             "estimation_epochs": self.estimation_epochs,
             "metric": self.metric,
@@ -157,6 +211,8 @@ class GBlendCallback(keras.callbacks.Callback):
             "fused": self.fused,
             "seed": self.seed,
             "min_delta_o": self.min_delta_o,
+            "noise_z": self.noise_z,
+            "smoothing": self.smoothing,
             "verbose": self.verbose,
         }
 
@@ -169,10 +225,25 @@ class GBlendCallback(keras.callbacks.Callback):
         """Whether the online schedule estimates at the start of `epoch`."""
         if self.mode == "offline":
             return False
-        return (
-            epoch >= self.warmup_epochs
-            and (epoch - self.warmup_epochs) % self.super_epoch == 0
-        )
+        since = epoch - self.warmup_epochs
+        if since < 0:
+            return False
+        if since == 0:
+            return True
+        since -= self.first_super_epoch
+        return since >= 0 and since % self.super_epoch == 0
+
+    def weights_used_for(self, epoch: int, total_epochs: int) -> int:
+        """Epochs an estimate made at the start of `epoch` is used for:
+        the rest of the run offline, the coming super-epoch online (cut at
+        `total_epochs`)."""
+        if self.mode == "offline":
+            length = total_epochs - epoch
+        elif epoch == self.warmup_epochs:
+            length = self.first_super_epoch
+        else:
+            length = self.super_epoch
+        return max(1, min(length, total_epochs - epoch))
 
     def _estimation_due(self, epoch: int) -> bool:
         done_at = int(keras.ops.convert_to_numpy(
@@ -192,6 +263,18 @@ class GBlendCallback(keras.callbacks.Callback):
             )
         self._training_data()  # Fail now, not at the first estimation.
         _check_modalities_present(self.holdout, self.model, "holdout")
+        epochs = (self.params or {}).get("epochs")
+        if (
+            self.mode == "online"
+            and epochs is not None
+            and not any(self.is_estimation_epoch(e) for e in range(epochs))
+        ):
+            warnings.warn(
+                f"Online G-Blend will never estimate in this fit: its first "
+                f"estimate is at epoch {self.warmup_epochs} (warmup_epochs) "
+                f"but fit runs {epochs} epochs, so the compiled loss weights "
+                f"{self.model.blend_weights} are used throughout."
+            )
 
     def _training_data(self):
         if self.train is not None:
@@ -226,30 +309,50 @@ class GBlendCallback(keras.callbacks.Callback):
             return
         fit_data = self.model.current_fit_data
         batch_size = self.batch_size or (fit_data and fit_data.batch_size)
+        total_epochs = (self.params or {}).get("epochs") or epoch + 1
         estimate = estimate_blend_weights(
             self.model,
             self._training_data(),
             self.holdout,
-            epochs=self.estimation_epochs,
+            epochs=self.estimation_epochs
+            or self.weights_used_for(epoch, total_epochs),
             metric=self.metric,
             train_subset_fraction=self.train_subset_fraction,
             batch_size=batch_size,
             fused=self.fused,
             seed=self.seed + epoch,
             min_delta_o=self.min_delta_o,
+            noise_z=self.noise_z,
             on_no_generalization="keep",
         )
         if estimate.weights is None:
             warnings.warn(
-                f"G-Blend estimation at epoch {epoch}: no head improved on "
-                "the holdout; keeping the previous blend weights "
-                f"{self.model.blend_weights}."
+                f"G-Blend estimation at epoch {epoch}: no head clearly "
+                f"improved on the holdout (delta_g {estimate.delta_g.tolist()}"
+                f", standard errors {_as_list(estimate.delta_g_se)}); keeping "
+                f"the previous blend weights {self.model.blend_weights}."
             )
         else:
-            self.model.set_blend_weights(estimate.weights)
-        self.model.blend_delta_o.assign(estimate.delta_o.astype(np.float32))
-        self.model.blend_delta_g.assign(estimate.delta_g.astype(np.float32))
-        self.model.blend_estimation_epoch.assign(epoch)
+            previous = keras.ops.convert_to_numpy(
+                self.model.blend_weights_variable
+            ).astype(np.float64)
+            self.model.set_blend_weights(
+                (1.0 - self.smoothing) * estimate.weights
+                + self.smoothing * previous / previous.sum()
+                if self.smoothing and previous.sum() > 0
+                else estimate.weights
+            )
+        model = self.model
+        for variable, values in (
+            (model.blend_delta_o, estimate.delta_o),
+            (model.blend_delta_g, estimate.delta_g),
+            (model.blend_delta_o_se, estimate.delta_o_se),
+            (model.blend_delta_g_se, estimate.delta_g_se),
+        ):
+            if values is None:
+                values = np.full(len(model.head_names), np.nan)
+            variable.assign(np.asarray(values, dtype=np.float32))
+        model.blend_estimation_epoch.assign(epoch)
         self.last_estimate = estimate
         if self.verbose:
             print(
@@ -264,16 +367,23 @@ class GBlendCallback(keras.callbacks.Callback):
         if logs is None:
             return
         model = self.model
-        delta_o = keras.ops.convert_to_numpy(model.blend_delta_o)
-        delta_g = keras.ops.convert_to_numpy(model.blend_delta_g)
-        ratio = ogr.overfitting_to_generalization_ratio(delta_o, delta_g)
-        ratio = np.where(np.isnan(delta_g), np.nan, ratio)
+        figures = {
+            name: keras.ops.convert_to_numpy(getattr(model, f"blend_{name}"))
+            for name in ("delta_o", "delta_g", "delta_g_se", "delta_o_se")
+        }
+        ratio = ogr.overfitting_to_generalization_ratio(
+            figures["delta_o"], figures["delta_g"]
+        )
+        figures["ogr"] = np.where(np.isnan(figures["delta_g"]), np.nan, ratio)
         for head, weight in model.blend_weights.items():
             logs[f"blend_weight/{head}"] = weight
-        for i, head in enumerate(model.head_names):
-            logs[f"gblend/delta_o/{head}"] = float(delta_o[i])
-            logs[f"gblend/delta_g/{head}"] = float(delta_g[i])
-            logs[f"gblend/ogr/{head}"] = float(ratio[i])
+        for name in LOGGED_FIGURES:
+            for i, head in enumerate(model.head_names):
+                logs[f"gblend/{name}/{head}"] = float(figures[name][i])
         logs["gblend/estimation_epoch"] = float(
             keras.ops.convert_to_numpy(model.blend_estimation_epoch)
         )
+
+
+def _as_list(values):
+    return None if values is None else np.asarray(values).tolist()

@@ -4,7 +4,7 @@ Read from the functional graph: the sub-model from the model's inputs to one
 output holds exactly the layers (and so the variables) that output needs.
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import keras
 
@@ -27,9 +27,19 @@ def head_trainable_variables(model: keras.Model) -> Dict[str, List]:
     }
 
 
-def exclusive_trainable_variables(model: keras.Model) -> Dict[str, List]:
-    """Variables each output depends on and no other output does."""
+def exclusive_trainable_variables(
+    model: keras.Model, heads: Optional[Sequence[str]] = None
+) -> Dict[str, List]:
+    """Variables each output depends on and no other output does.
+
+    Args:
+        model: a functional model with dict outputs.
+        heads: the outputs to compare (default: all of them); outputs not
+            listed are ignored.
+    """
     per_head = head_trainable_variables(model)
+    if heads is not None:
+        per_head = {name: per_head[name] for name in heads}
     exclusive = {}
     for name, variables in per_head.items():
         others = {

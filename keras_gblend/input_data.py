@@ -127,6 +127,25 @@ def labels_of(data) -> np.ndarray:
     return np.asarray(y)
 
 
+def targets_of(dataset: tf.data.Dataset) -> Tuple[Any, Any]:
+    """`(y, sample_weight)` of every element of a batched dataset, each
+    concatenated in the dataset's order (`sample_weight` is None when the
+    elements are `(x, y)`); `y` may be a dict `{head: labels}`."""
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) < 2:
+        raise ValueError(
+            "The dataset yields no labels: its elements must be (x, y) or "
+            f"(x, y, sample_weight); element_spec={spec}."
+        )
+    batches = list(dataset.map(lambda *element: element[1:]).as_numpy_iterator())
+    if not batches:
+        raise ValueError("The dataset is empty.")
+    joined = tf.nest.map_structure(
+        lambda *parts: np.concatenate(parts), *batches
+    )
+    return joined[0], (joined[1] if len(joined) > 1 else None)
+
+
 def class_ids(labels: np.ndarray) -> np.ndarray:
     """Class indices from sparse (`(n,)` / `(n, 1)`) or one-hot labels."""
     labels = np.asarray(labels)

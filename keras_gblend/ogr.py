@@ -15,13 +15,18 @@ Notation, for a head measured at checkpoints `N` and `N + n`:
 Degenerate cases (the paper does not discuss them):
 
 - non-finite input: `ValueError` naming the offending head.
-- `delta_g_i <= 0` (the head did not generalize): weight 0 for that head.
-- `delta_o_i <= min_delta_o` (no measurable overfitting: tiny or negative):
-  `delta_o_i` is floored to `min_delta_o` (default 0.01, about the noise of
-  a loss or error measured on a few hundred holdout examples), so the weight
-  stays finite. Such a head gets the largest weight its `delta_g_i` allows.
-- every `delta_g_i <= 0`: `NoGeneralizationError`; `GBlendCallback` catches
-  it and keeps the weights it had.
+- the sign of `delta_o`: the paper's blend divides by `delta_o**2`, so a
+  large `|delta_o|` of either sign is a large penalty, and that is what is
+  computed (a falling gap is as unreliable a sign as a rising one). A tiny
+  `|delta_o|` is floored to `min_delta_o` (default 0.01), so the weight
+  stays finite.
+- measurement noise: given the standard errors of `delta_g` and `delta_o`
+  (see `keras_gblend.measurement_noise`), a head counts as generalizing only
+  when `delta_g > noise_z * SE(delta_g)`, and `|delta_o|` is never taken
+  below `SE(delta_o)`. Without them, any `delta_g > 0` counts.
+- a head that does not count as generalizing gets weight 0.
+- no head counts: `NoGeneralizationError`; `GBlendCallback` catches it and
+  keeps the weights it had.
 """
 
 from typing import Optional, Sequence
@@ -29,6 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 DEFAULT_MIN_DELTA_O = 1e-2
+DEFAULT_NOISE_Z = 2.0
 
 
 class NoGeneralizationError(ValueError):
@@ -101,31 +107,58 @@ def overfitting_to_generalization_ratio(delta_o, delta_g):
     return np.where(delta_g == 0, np.inf, ratio)
 
 
+def generalizing_heads(
+    delta_g, delta_g_se=None, noise_z: float = DEFAULT_NOISE_Z
+) -> np.ndarray:
+    """Which heads clearly improved on the holdout: `delta_g > 0` and, with
+    standard errors, `delta_g > noise_z * delta_g_se`.
+
+    Returns:
+        Boolean numpy array, one entry per head.
+    """
+    delta_g = np.asarray(delta_g, dtype=np.float64)
+    clear = delta_g > 0
+    if delta_g_se is not None:
+        clear &= delta_g > noise_z * np.asarray(delta_g_se, dtype=np.float64)
+    return clear
+
+
 def blend_weights(
     delta_g: Sequence[float],
     delta_o: Sequence[float],
     min_delta_o: float = DEFAULT_MIN_DELTA_O,
     head_names: Optional[Sequence[str]] = None,
+    delta_g_se: Optional[Sequence[float]] = None,
+    delta_o_se: Optional[Sequence[float]] = None,
+    noise_z: float = DEFAULT_NOISE_Z,
 ) -> np.ndarray:
     """Optimal blend of Proposition 1: `w_i = delta_g_i / delta_o_i**2 / Z`.
 
     Args:
         delta_g: per-head generalization gain `delta_g_i`.
-        delta_o: per-head change in overfitting `delta_o_i`.
-        min_delta_o: floor for `delta_o_i` (see the module docstring).
+        delta_o: per-head change in overfitting `delta_o_i` (any sign: it
+            enters squared, as in the paper).
+        min_delta_o: floor for `|delta_o_i|` (see the module docstring).
         head_names: optional names used in error messages.
+        delta_g_se: optional standard errors of `delta_g`: a head counts
+            only if `delta_g_i > noise_z * delta_g_se_i`.
+        delta_o_se: optional standard errors of `delta_o`: `|delta_o_i|` is
+            never taken below `delta_o_se_i`.
+        noise_z: how many standard errors make a gain clear.
 
     Returns:
         float64 numpy array of weights, non-negative, summing to 1.
 
     Raises:
         ValueError: mismatched lengths or non-finite values.
-        NoGeneralizationError: no head has `delta_g > 0`.
+        NoGeneralizationError: no head counts as generalizing.
 
     Example:
 
     >>> blend_weights(delta_g=[0.2, 0.1, 0.3], delta_o=[0.1, 0.1, 0.2])
     array([0.53333333, 0.26666667, 0.2       ])
+    >>> blend_weights([0.3, 0.05, 0.2], [0.1, -0.3, 0.15]).round(3)
+    array([0.761, 0.014, 0.225])
     """
     delta_g = _as_vector(delta_g, "delta_g")
     delta_o = _as_vector(delta_o, "delta_o")
@@ -136,16 +169,32 @@ def blend_weights(
         )
     if not min_delta_o > 0:
         raise ValueError(f"`min_delta_o` must be > 0, got {min_delta_o}.")
+    if not noise_z >= 0:
+        raise ValueError(f"`noise_z` must be >= 0, got {noise_z}.")
     _check_finite(delta_g, "delta_g", head_names)
     _check_finite(delta_o, "delta_o", head_names)
-    if not np.any(delta_g > 0):
-        raise NoGeneralizationError(
-            "No head improved on the holdout (every delta_g <= 0: "
-            f"{delta_g.tolist()}); cannot derive a blend."
+    spread = np.maximum(np.abs(delta_o), min_delta_o)
+    for name, errors in (("delta_g_se", delta_g_se), ("delta_o_se", delta_o_se)):
+        if errors is not None:
+            errors = _as_vector(errors, name)
+            if errors.shape != delta_g.shape or np.any(~(errors >= 0)):
+                raise ValueError(
+                    f"`{name}` must hold {delta_g.size} finite values >= 0, "
+                    f"got {errors.tolist()}."
+                )
+    if delta_o_se is not None:
+        spread = np.maximum(spread, np.asarray(delta_o_se, dtype=np.float64))
+    clear = generalizing_heads(delta_g, delta_g_se, noise_z)
+    if not np.any(clear):
+        noise = (
+            "" if delta_g_se is None
+            else f" above {noise_z:g} standard errors {np.asarray(delta_g_se).tolist()}"
         )
-    gain = np.where(delta_g > 0, delta_g, 0.0)
-    spread = np.maximum(delta_o, min_delta_o)
-    unnormalized = gain / spread**2
+        raise NoGeneralizationError(
+            f"No head clearly improved on the holdout (delta_g "
+            f"{delta_g.tolist()}, none > 0{noise}); cannot derive a blend."
+        )
+    unnormalized = np.where(clear, delta_g, 0.0) / spread**2
     return unnormalized / unnormalized.sum()
 
 

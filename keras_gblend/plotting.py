@@ -12,6 +12,8 @@ _PANELS = (
     ("G-Blend weights", "weight", [("blend_weight/", "-")]),
     ("Overfitting-to-generalization ratio", "OGR |ΔO/ΔG|",
      [("gblend/ogr/", "-"), ("ogr_monitor/ogr/", ":")]),
+    ("G-Blend estimates ± standard error (solid: ΔG, dashed: ΔO)",
+     "loss change", [("gblend/delta_g/", "-"), ("gblend/delta_o/", "--")]),
     ("OGM-GE coefficients", "coefficient", [("ogm/coefficient/", "-")]),
     ("Per-head loss (solid: train, dashed: holdout)", "loss",
      [("", "-"), ("val_", "--")]),
@@ -37,8 +39,37 @@ def _panel_lines(logs: EpochLogs, prefix: str, style: str):
         else:
             continue
         epochs, values = logs[key]
-        lines.append((label, epochs, values, style))
+        errors = None
+        if prefix in _ESTIMATE_PREFIXES:
+            epochs, values, errors = _estimates(logs, key, prefix)
+            label += " ΔG" if prefix == "gblend/delta_g/" else " ΔO"
+            if not epochs:
+                continue
+        lines.append((label, epochs, values, style, errors))
     return lines
+
+
+_ESTIMATE_PREFIXES = ("gblend/delta_g/", "gblend/delta_o/")
+
+
+def _estimates(logs: EpochLogs, key: str, prefix: str):
+    """One point per G-Blend estimate (the logs repeat it every epoch until
+    the next), at the epoch it was made, with its standard error (NaN-free
+    errors only)."""
+    if "gblend/estimation_epoch" not in logs:
+        return [], [], None
+    made_at = dict(zip(*logs["gblend/estimation_epoch"]))
+    values = dict(zip(*logs[key]))
+    se_key = prefix.rstrip("/") + "_se/" + key[len(prefix):]
+    errors = dict(zip(*logs[se_key])) if se_key in logs else {}
+    epochs = sorted(
+        epoch for epoch, at in made_at.items()
+        if at == epoch and epoch in values and values[epoch] == values[epoch]
+    )
+    spread = [errors.get(e, float("nan")) for e in epochs]
+    if not any(err == err for err in spread):  # no standard errors logged
+        spread = None
+    return epochs, [values[e] for e in epochs], spread
 
 
 def plot_history(
@@ -51,8 +82,10 @@ def plot_history(
     Panels (each drawn when the logs hold it): the blend weights
     (`blend_weight/<head>`, from `GBlendCallback`), the OGR per head (the
     latest G-Blend estimate, `gblend/ogr/<head>`, and, dotted, the per-epoch
-    `ogr_monitor/ogr/<head>` of `OGRMonitor`), the OGM-GE coefficients
-    (`ogm/coefficient/<m>`) and each head's train and holdout loss.
+    `ogr_monitor/ogr/<head>` of `OGRMonitor`), each G-Blend estimate's ΔG
+    and ΔO with their bootstrap standard errors as error bars, the OGM-GE
+    coefficients (`ogm/coefficient/<m>`) and each head's train and holdout
+    loss (a plain run has only this last panel).
 
     Needs matplotlib (`pip install "keras_gblend[plot]"`); works without a
     display (no pyplot state is touched).
@@ -94,22 +127,26 @@ def plot_history(
         ]
         if lines:
             panels.append((title, y_label, lines))
-    if not any(title != _PANELS[-1][0] for title, _, _ in panels):
+    if not panels:
         raise ValueError(
-            "No G-Blend or OGM-GE logs to plot: expected `blend_weight/*` "
-            "(GBlendCallback), `gblend/ogr/*`, `ogr_monitor/ogr/*` "
-            "(OGRMonitor) or `ogm/coefficient/*` (OGMGE) among the keys "
-            f"{sorted(logs)}."
+            "Nothing to plot: expected per-head losses (`<head>_loss`), "
+            "`blend_weight/*` (GBlendCallback), `gblend/ogr/*`, "
+            "`ogr_monitor/ogr/*` (OGRMonitor) or `ogm/coefficient/*` "
+            f"(OGMGE) among the keys {sorted(logs)}."
         )
     figure = Figure(figsize=(7, 2.6 * len(panels)), layout="constrained")
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     colors = {}  # one color per head, in every panel and line style
     for ax, (title, y_label, lines) in zip(axes, panels):
-        for label, epochs, values, style in lines:
-            name = label.split(" (")[0]
+        for label, epochs, values, style, errors in lines:
+            name = label.split(" (")[0].split(" Δ")[0]
             color = colors.setdefault(name, f"C{len(colors) % 10}")
-            ax.plot(epochs, values, style, marker=".", color=color,
-                    label=label)
+            if errors is not None:
+                ax.errorbar(epochs, values, yerr=errors, fmt=style,
+                            marker="o", capsize=3, color=color, label=label)
+            else:
+                ax.plot(epochs, values, style, marker=".", color=color,
+                        label=label)
         ax.set_title(title)
         ax.set_ylabel(y_label)
         ax.grid(alpha=0.3)

@@ -30,6 +30,9 @@ def define_flags():
     flags.DEFINE_integer("estimation_epochs", 5, "Epochs each clone trains.",
                          lower_bound=1)
     flags.DEFINE_enum("metric", "loss", ["loss", "accuracy"], "OGR quantity.")
+    flags.DEFINE_float("noise_z", defaults.noise_z,
+                       "A head's holdout gain counts only above this many "
+                       "bootstrap standard errors.", lower_bound=0.0)
     flags.DEFINE_enum("fusion", defaults.fusion, list(FUSIONS), "Fusion.")
     flags.DEFINE_integer("hidden_units", defaults.hidden_units,
                          "Encoder width.", lower_bound=1)
@@ -62,11 +65,13 @@ def main(argv):
     model = experiment.build_model(config, encoders(), num_classes)
     estimate = estimate_blend_weights(
         model, train, holdout, epochs=FLAGS.estimation_epochs,
-        metric=FLAGS.metric, batch_size=config.batch_size, seed=config.seed)
+        metric=FLAGS.metric, batch_size=config.batch_size, seed=config.seed,
+        noise_z=FLAGS.noise_z, on_no_generalization="keep")
     report = {
         "weights": estimate.weights_dict(),
         **{figure: dict(zip(estimate.head_names, getattr(estimate, figure).tolist()))
-           for figure in ("delta_o", "delta_g", "ogr")},
+           for figure in ("delta_o", "delta_g", "ogr", "delta_g_se",
+                          "delta_o_se", "generalizing")},
         "metric": FLAGS.metric,
         "estimation_epochs": FLAGS.estimation_epochs,
     }

@@ -1,6 +1,7 @@
-"""Evaluate a saved run: per-head top-1/top-k test accuracy, and the accuracy
-of the mean of the probabilities of the heads the run trained, those with a
-non-zero final blend weight ("fused"; for naive fusion, the joint head).
+"""Evaluate a saved run: per-head top-1/top-k test accuracy; "answer": the
+mix of head probabilities chosen on the run's holdout (`kg.select_answer`),
+next to the joint head; and "fused": the mean of the probabilities of the
+heads with a non-zero final blend weight (for naive fusion, the joint head).
 
 Example:
     python scripts/evaluate.py --model_dir=runs/latest --top_k=3
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras  # noqa: E402
 
 from keras_gblend import experiment  # noqa: E402
+from keras_gblend.answer import select_answer  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -43,8 +45,9 @@ def main(argv):
             raise app.UsageError(f"--model_dir: {path} does not exist.")
     with open(config_path) as f:
         config = experiment.ExperimentConfig(**json.load(f))
-    _, _, test, _, _ = experiment.load_data(config)
+    _, holdout, test, _, _ = experiment.load_data(config)
     model = keras.saving.load_model(model_path)
+    answer = select_answer(model, holdout, batch_size=config.batch_size)
     logits = model.predict(test[0], verbose=0)
     if len(test) == 1:
         labels = np.concatenate([y.numpy() for _, y in test[0]])
@@ -54,11 +57,14 @@ def main(argv):
                      for h, v in logits.items()}
     trained = [h for h, weight in model.blend_weights.items() if weight > 0]
     probabilities["fused"] = np.mean([probabilities[h] for h in trained], axis=0)
+    probabilities["answer"] = sum(a * probabilities[h]
+                                  for h, a in answer.weights.items())
     report = {
         name: {"top1": top_k_accuracy(p, labels, 1),
                f"top{FLAGS.top_k}": top_k_accuracy(p, labels, FLAGS.top_k)}
         for name, p in probabilities.items()
     }
+    report["answer"]["weights"] = answer.weights
     print(json.dumps(report, indent=2))
     with open(os.path.join(FLAGS.model_dir, "evaluation.json"), "w") as f:
         json.dump(report, f, indent=2)

@@ -42,7 +42,8 @@ def toy_data(n=96, seed=0, noise=0.3):
     return x, y.astype("int32")
 
 
-def toy_model(seed=0, fusion="concat", hidden=8, modulation=None):
+def toy_model(seed=0, fusion="concat", hidden=8, modulation=None,
+              blend_scope="shared"):
     keras.utils.set_random_seed(seed)
     encoders = {
         "a": keras.Sequential(
@@ -55,7 +56,8 @@ def toy_model(seed=0, fusion="concat", hidden=8, modulation=None):
         ),
     }
     return kg.late_fusion_model(
-        encoders, NUM_CLASSES, fusion=fusion, modulation=modulation
+        encoders, NUM_CLASSES, fusion=fusion, modulation=modulation,
+        blend_scope=blend_scope,
     )
 
 

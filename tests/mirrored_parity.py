@@ -76,6 +76,7 @@ def main():
             model.set_weights(runs["single"][0])
         start = model.get_weights()
         callback = kg.GBlendCallback(holdout, mode="online", warmup_epochs=1,
+                                     first_super_epoch=1,
                                      super_epoch=1, estimation_epochs=2,
                                      verbose=0)
         history = model.fit(*train_data, batch_size=24, epochs=3, shuffle=False,

@@ -19,7 +19,8 @@ def test_speed_benchmark_tiny(tmp_path):
     report = json.load(open(f"{out}.json"))
     assert [(r["mode"], r["variant"]) for r in report["ogm_step"]] == [
         (mode, variant) for mode in ("graph", "XLA")
-        for variant in ("keras train_step", "OGM (no noise)", "OGM-GE")]
+        for variant in ("keras train_step", "blend_scope=shared",
+                        "OGM (no noise)", "OGM-GE")]
     assert all(r["ms_per_step"] > 0 for r in report["ogm_step"])
     assert [r["method"] for r in report["online_vs_naive"]] == [
         "naive", "gblend_online"]
@@ -49,8 +50,19 @@ def test_accuracy_benchmark_tiny(tmp_path):
     assert naive["runs"][0]["test_accuracy"]["joint"] > 0.5
     assert unimodal["runs"][0]["test_accuracy"]["fac"] > 0.5
     text = open(f"{out}.md").read()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")
+            for line in text.splitlines() if line.startswith("| ")}
     # unimodal:fac reports only the fac network; the joint column is empty.
-    assert "| unimodal:fac | — | " in text and "| — | fac 1.00, mor 0.00" in text
+    unimodal_row = rows["unimodal:fac"]
+    assert unimodal_row[1] == "—" and unimodal_row[3] == "—"
+    assert unimodal_row[6].startswith("fac 1.00, mor 0.00")
+    # worst seed vs naive: the OGM row's joint minus naive's joint, one seed.
+    gap = 100 * (ogm_strong["runs"][0]["test_accuracy"]["joint"]
+                 - naive["runs"][0]["test_accuracy"]["joint"])
+    assert rows["ogm α=2"][4] == f"{gap:+.1f}" and rows["naive"][4] == "—"
+    # answer: the holdout-selected head mix, each run's test accuracy.
+    answer = 100 * ogm_strong["runs"][0]["answer"]["test_accuracy"]
+    assert rows["ogm α=2"][5] == f"{answer:.1f} ± 0.0"
 
     for flag, name in (("--methods=naive,unimodal:rgb", "--methods"),
                        ("--alphas=strong", "--alphas")):

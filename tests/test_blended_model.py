@@ -30,10 +30,13 @@ def test_loss_is_weighted_sum_of_unweighted_head_losses(data):
     )
 
 
-def test_zero_weight_head_leaves_its_own_parameters_unchanged(data):
+@pytest.mark.parametrize("blend_scope", ["all", "shared"])
+def test_zero_weight_head_parameters_by_blend_scope(data, blend_scope):
     x, y = data
-    model = compiled_toy_model(loss_weights={"a": 1.0, "v": 0.0, "joint": 1.0})
-    exclusive = head_graph.exclusive_trainable_variables(model)
+    model = toy_model(blend_scope=blend_scope)
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
+                  loss_weights={"a": 1.0, "v": 0.0, "joint": 1.0})
+    exclusive = head_graph.exclusive_trainable_variables(model, model.head_names)
     before = {h: [v.numpy().copy() for v in vs] for h, vs in exclusive.items()}
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     for head, variables in exclusive.items():
@@ -41,12 +44,43 @@ def test_zero_weight_head_leaves_its_own_parameters_unchanged(data):
             not np.array_equal(b, v.numpy())
             for b, v in zip(before[head], variables)
         ]
-        if head == "v":
+        if head == "v" and blend_scope == "all":
             assert exclusive["v"] and not any(changed)
-        else:
+        else:  # "shared": a weight-0 head still learns, as a probe
             assert all(changed), head
 
 
+def test_shared_scope_gradients_match_a_hand_computation(data):
+    """One SGD step: encoders move by the blended gradient, each head's own
+    variables by the gradient of its own loss."""
+    x, y = data
+    weights = [0.5, 0.0, 0.1]
+    model = toy_model(blend_scope="shared")
+    model.compile(keras.optimizers.SGD(1.0), sparse_ce(), loss_weights=weights)
+    model.predict(x[:1] if not isinstance(x, dict) else
+                  {k: v[:1] for k, v in x.items()}, verbose=0)
+    variables = model.trainable_variables
+    start = [v.numpy().copy() for v in variables]
+    per_head = head_graph.head_trainable_variables(model)
+    with tf.GradientTape(persistent=True) as tape:
+        y_pred = model(x, training=True)
+        losses = dict(zip(model.head_names,
+                          model.compute_head_losses(y, y_pred)))
+        blended = sum(w * losses[h] for h, w in zip(model.head_names, weights))
+    expected = []
+    for variable in variables:
+        users = [h for h in model.head_names
+                 if any(variable is u for u in per_head[h])]
+        target = losses[users[0]] if len(users) == 1 else blended
+        expected.append(tape.gradient(target, variable).numpy())
+    model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0)
+    probe = head_graph.exclusive_trainable_variables(model, model.head_names)
+    for variable, before, gradient in zip(variables, start, expected):
+        np.testing.assert_allclose(before - variable.numpy(), gradient,
+                                   rtol=2e-4, atol=1e-6)
+    # The weight-0 head `v` learned (a probe), the encoders felt it not.
+    assert any(np.abs(v.numpy() - b).sum() > 0 for v, b in zip(variables, start)
+               if any(v is p for p in probe["v"]))
 def test_weight_change_scales_the_gradient(data):
     x, y = data
     model = compiled_toy_model()

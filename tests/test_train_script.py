@@ -17,7 +17,9 @@ def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
         "--method=gblend_online+ogm_ge",
         "--epochs=3",
         "--warmup_epochs=1",
+        "--first_super_epoch=1",
         "--super_epoch=1",
+        "--noise_z=0",
         "--estimation_epochs=1",
         "--ogr_monitor",
         "--verbose=0",
@@ -29,9 +31,18 @@ def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
     assert metrics["reported_head"] == "joint"
     # Three epochs of SGD on the strong view beat chance (10%) by far.
     assert metrics["test_accuracy"]["fac"] > 0.5
-    assert sum(metrics["blend_weights"].values()) == pytest.approx(1.0, abs=1e-5)
     history = metrics["history"]
     assert history["gblend/estimation_epoch"] == [-1.0, 1.0, 2.0]
+    # The final weights are the last estimate's, logged every epoch.
+    assert metrics["blend_weights"] == pytest.approx(
+        {h: history[f"blend_weight/{h}"][-1] for h in ("fac", "mor", "joint")})
+    assert history["blend_weight/joint"][0] == pytest.approx(1 / 3)
+    assert history["blend_weight/joint"][1] != pytest.approx(1 / 3)
+    # The answer chosen on the holdout is reported next to the joint head.
+    assert set(metrics["answer"]) == {"weights", "holdout_accuracy",
+                                      "test_accuracy"}
+    assert sum(metrics["answer"]["weights"].values()) == pytest.approx(1.0)
+    assert metrics["answer"]["test_accuracy"] > 0.5
     assert (tmp_path / "model.keras").exists()
     assert "--method=gblend_online+ogm_ge" in (tmp_path / "flags.txt").read_text()
 
@@ -40,7 +51,8 @@ def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
         f"{figure}/{head}"
         for head in ("fac", "mor", "joint")
         for figure in ("blend_weight", "gblend/delta_o", "gblend/delta_g",
-                       "gblend/ogr", "ogr_monitor/overfitting",
+                       "gblend/ogr", "gblend/delta_g_se", "gblend/delta_o_se",
+                       "ogr_monitor/overfitting",
                        "ogr_monitor/delta_o", "ogr_monitor/delta_g",
                        "ogr_monitor/ogr")
     ] + [f"ogm/{kind}/{m}" for kind in ("coefficient", "ratio")
@@ -65,7 +77,11 @@ def test_train_script_writes_metrics_tensorboard_and_plots(tmp_path):
     for head, accuracy in metrics["test_accuracy"].items():
         assert report[head]["top1"] == pytest.approx(accuracy, abs=1e-6)
         assert report[head]["top3"] >= report[head]["top1"]
-    assert set(report) == {"fac", "mor", "joint", "fused"}
+    assert set(report) == {"fac", "mor", "joint", "fused", "answer"}
+    assert report["answer"]["weights"] == pytest.approx(
+        metrics["answer"]["weights"])
+    assert report["answer"]["top1"] == pytest.approx(
+        metrics["answer"]["test_accuracy"], abs=1e-6)
 
     # plot_history.py draws the run from its folder.
     plotted = _run(f"--model_dir={tmp_path}", script="plot_history.py")
@@ -83,8 +99,16 @@ def test_estimate_weights_script(tmp_path):
                   "--fusion=sum", "--optimizer=adam", script="estimate_weights.py")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.load(open(out))
-    assert sum(report["weights"].values()) == pytest.approx(1.0)
-    assert set(report["ogr"]) == {"fac", "mor", "joint"}
+    # The weights follow from the reported figures (ogr's formula).
+    from keras_gblend import ogr
+    heads = ("fac", "mor", "joint")
+    expected = ogr.blend_weights(
+        [report["delta_g"][h] for h in heads],
+        [report["delta_o"][h] for h in heads],
+        delta_g_se=[report["delta_g_se"][h] for h in heads],
+        delta_o_se=[report["delta_o_se"][h] for h in heads])
+    assert [report["weights"][h] for h in heads] == pytest.approx(expected)
+    assert set(report["ogr"]) == set(heads)
     bad = _run("--metric=f1", script="estimate_weights.py")
     assert bad.returncode != 0 and "--metric" in bad.stderr
     missing = _run(f"--model_dir={tmp_path}/none", script="evaluate.py")
@@ -110,9 +134,9 @@ def test_bad_flags_exit_nonzero_naming_the_flag(flag, message, tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_evaluate_fuses_only_the_trained_heads(tmp_path):
-    # Naive fusion trains the joint head alone (blend weight 1, the others
-    # 0): its fused prediction is the joint head's, untrained heads unmixed.
+def test_evaluate_fuses_only_the_heads_with_weight(tmp_path):
+    # Naive fusion blends the joint head alone (blend weight 1, the others
+    # 0: probes): its fused prediction is the joint head's.
     trained = _run("--method=naive", "--epochs=1", "--verbose=0",
                    f"--model_dir={tmp_path}")
     assert trained.returncode == 0, trained.stderr[-2000:]
