@@ -38,6 +38,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from results_files import write_results  # noqa: E402
 
@@ -266,4 +267,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
+from keras_gblend import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import data as kd  # noqa: E402
 from keras_gblend.datasets import av_digits  # noqa: E402
@@ -130,4 +131,4 @@ def measure(shard_dir):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_gblend import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from results_files import write_results  # noqa: E402
@@ -272,4 +273,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -21,6 +21,7 @@ from keras_gblend.estimation import BlendEstimate, estimate_blend_weights
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
+from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 from keras_gblend.ogm import OGMGE
 from keras_gblend.ogr_monitor import OGRMonitor
 from keras_gblend.plotting import plot_history

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_gblend import head_graph, input_data, ogm
+from keras_gblend import head_graph, input_checks, input_data, ogm
 
 WeightsLike = Union[Mapping[str, float], Sequence[float]]
 BLEND_SCOPES = ("all", "shared")
@@ -189,6 +189,19 @@ class BlendedModel(keras.Model):
                     f"modalities (its input names) are {list(self.input)}. "
                     "Name each uni-modal output after its modality's input."
                 )
+            input_layer_names = {
+                name: tensor._keras_history.operation.name
+                for name, tensor in self.input.items()
+            }
+            for modality in modalities:
+                reads = head_graph.input_names(outputs[modality])
+                if reads != [input_layer_names[modality]]:
+                    raise ValueError(
+                        f"Uni-modal output {modality!r} must read its own "
+                        f"modality's input {modality!r} and no other, but it "
+                        f"is computed from input(s) {reads}. Wire each "
+                        "uni-modal head to its own modality's encoder."
+                    )
         if modality_logits_output is not None:
             shape = tuple(outputs[modality_logits_output].shape)
             if len(shape) != 3 or shape[1] != len(modalities):
@@ -805,9 +818,28 @@ class BlendedModel(keras.Model):
         """
         return self._fit_data
 
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Classes of the joint head (its last dimension; None if unknown
+        or a single unit)."""
+        units = self.output[self.joint_output].shape[-1]
+        return int(units) if units and units > 1 else None
+
+    def check_data(self, data, what: str) -> None:
+        """Raises `ValueError` for array data the model cannot train on:
+        non-finite features (naming the modality), modalities with
+        different numbers of rows, labels outside `[0, num_classes)`."""
+        input_checks.check_arrays(data, what, self.num_classes)
+
     def fit(self, *args, **kwargs):
         bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
         arguments = bound.arguments
+        x, y = arguments.get("x"), arguments.get("y")
+        if y is not None and not isinstance(x, tf.data.Dataset):
+            self.check_data((x, y), "fit data")
+        validation = arguments.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) in (2, 3):
+            self.check_data(tuple(validation), "validation_data")
         self._fit_data = FitData(
             x=arguments.get("x"),
             y=arguments.get("y"),

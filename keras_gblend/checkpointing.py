@@ -8,7 +8,9 @@ writes the data files first and then atomically replaces the index that
 names the latest checkpoint, so a process killed while saving leaves the
 previous checkpoint intact: no half-written checkpoint is ever restored.
 
-At the start of `fit` the latest checkpoint, if any, is restored and
+At the start of `fit` the latest checkpoint that reads in full, if any, is
+restored (a truncated newer one, e.g. from a full disk or a copy cut short,
+is skipped with a warning naming it) and
 training continues at the epoch after it (like `keras.callbacks.
 BackupAndRestore`, whose `_initial_epoch` hand-off it shares). A run killed
 mid-epoch replays that epoch from its start; with seeded, epoch-keyed input
@@ -17,8 +19,11 @@ order (`input_data.epoch_keyed_dataset`) and
 weights as an uninterrupted run.
 """
 
+import glob
 import os
-from typing import Any, Dict
+import re
+import warnings
+from typing import Any, Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -34,6 +39,53 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "worker" and resolver.task_id == 0 and (
         "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def _unreadable(path: str) -> Optional[str]:
+    """Why the checkpoint `path` cannot be read in full (None if it can):
+    every tensor is read, so a truncated data file or index is found."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # noqa: BLE001 - any failure means unreadable
+        lines = str(error).strip().splitlines()
+        return f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return None
+
+
+def _checkpoint_paths(directory: str) -> List[str]:
+    """Checkpoint prefixes under `directory`, oldest first: the ones the
+    state file lists and any other `ckpt-N.index` on disk."""
+    paths = set()
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except Exception:  # noqa: BLE001 - a corrupt state file lists nothing
+        state = None
+    if state is not None:
+        paths.update(state.all_model_checkpoint_paths)
+    for index in glob.glob(os.path.join(directory, "ckpt-*.index")):
+        paths.add(index[: -len(".index")])
+
+    def number(path):
+        found = re.search(r"ckpt-(\d+)$", path)
+        return int(found.group(1)) if found else -1
+
+    return sorted(paths, key=number)
+
+
+def latest_restorable(directory: str) -> Optional[str]:
+    """The newest checkpoint under `directory` that reads in full; each
+    newer, unreadable one is skipped with a warning naming it."""
+    for path in reversed(_checkpoint_paths(directory)):
+        problem = _unreadable(path)
+        if problem is None:
+            return path
+        warnings.warn(
+            f"Checkpoint {path} is unreadable ({problem}); falling back to "
+            "the previous one."
+        )
+    return None
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -91,7 +143,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             The number of finished epochs it holds (0: nothing restored).
         """
         checkpoint, epoch = ResumableCheckpoint._checkpoint(model)
-        latest = tf.train.latest_checkpoint(directory)
+        latest = latest_restorable(directory)
         if not latest:
             return 0
         checkpoint.restore(latest).assert_existing_objects_matched()
@@ -119,7 +171,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         """Epochs finished in the latest checkpoint under `directory` (0 if
         none): the `initial_epoch` a resumed `fit` starts from. Read it to
         build epoch-keyed input before calling `fit`."""
-        latest = tf.train.latest_checkpoint(directory)
+        latest = latest_restorable(directory)
         if not latest:
             return 0
         return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
@@ -131,7 +183,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                 "or build it before `fit`."
             )
         self._build()
-        latest = self._manager.latest_checkpoint
+        latest = latest_restorable(self._worker_directory())
         if latest:
             self._manager.checkpoint.restore(
                 latest

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras_gblend import head_graph, input_data, measurement_noise, ogr
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.holdout import validate_holdout
+from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 
 METRICS = ("loss", "accuracy")
 # `BlendEstimate` fields logged as `gblend/<field>/<head>`.
@@ -89,24 +90,6 @@ class BlendEstimate:
             for head, value in zip(self.head_names, values):
                 logs[f"gblend/{figure}/{head}"] = float(value)
         return logs
-
-
-class _NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stops an estimation clone's training on a non-finite loss."""
-
-    def __init__(self, heads):
-        super().__init__()
-        self.heads = list(heads)
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("loss")
-        if value is not None and not math.isfinite(float(value)):
-            raise FloatingPointError(
-                f"Non-finite loss ({float(value)}) while estimating blend "
-                f"weights for head(s) {self.heads} at estimation epoch "
-                f"{epoch + 1}. The model and its weights are unchanged; lower "
-                "the learning rate or the estimation epochs."
-            )
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -371,6 +354,8 @@ def estimate_blend_weights(
     if noise_z is not None and not (0 <= noise_z < math.inf):
         raise ValueError(f"`noise_z` must be >= 0 and finite, got {noise_z}.")
     validate_holdout(holdout)
+    model.check_data(holdout, "The holdout")
+    model.check_data(train, "The training data")
     if isinstance(train, tf.data.Dataset) and (
         int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
     ):
@@ -400,7 +385,9 @@ def estimate_blend_weights(
             epochs=int(epochs),
             shuffle=False,  # arrays are shuffled, seeded, in the dataset
             verbose=verbose,
-            callbacks=[_NonFiniteLossGuard(group)],
+            callbacks=[RaiseOnNonFiniteLoss(
+                f"the estimation clone of head(s) {list(group)} (the model "
+                "and its weights are unchanged)")],
         )
         for dataset, ends in ((subset_ds, end_train), (holdout_ds, end_holdout)):
             values = per_example_values(clone, dataset, group, metric)

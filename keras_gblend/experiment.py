@@ -7,9 +7,12 @@ method and evaluates every head on the test split once.
 """
 
 import dataclasses
+import hashlib
 import inspect
 import json
+import math
 import os
+import re
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -17,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gblend import datasets
+from keras_gblend import datasets, training_history
 from keras_gblend.answer import select_answer
 from keras_gblend.blended_model import BLEND_SCOPES, BlendedModel
 from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
@@ -31,6 +34,7 @@ from keras_gblend.input_data import (
     num_batches,
     num_examples,
 )
+from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 from keras_gblend.ogm import OGMGE
 from keras_gblend.ogr_monitor import OGRMonitor
 
@@ -57,6 +61,7 @@ UNIMODAL_PREFIX = "unimodal:"
 AV_DIGITS_MODALITIES = ("audio", "visual")
 # Settings a resumed run may change; every other setting must match the
 # run saved in `model_dir` (its checkpoint was trained with them).
+DATA_FINGERPRINT = "data_fingerprint.json"
 RESUMABLE_CHANGES = ("epochs", "verbose", "model_dir", "data_dir", "strategy",
                      "jit_compile")
 
@@ -130,6 +135,13 @@ class ExperimentConfig:
                     f"views: unknown {unknown}; choose from "
                     f"{list(datasets.uci_multifeature.VIEWS)}."
                 )
+            repeated = sorted({v for v in self.views
+                               if list(self.views).count(v) > 1})
+            if repeated:
+                raise ValueError(
+                    f"views: {repeated} given more than once; each view is "
+                    "one modality."
+                )
         if self.method not in METHODS and not self.unimodal_modality:
             raise ValueError(
                 f"method must be one of {METHODS} or "
@@ -148,10 +160,21 @@ class ExperimentConfig:
                 f"lr_schedule must be one of {LR_SCHEDULES}, got "
                 f"{self.lr_schedule!r}."
             )
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError("learning_rate must be > 0.")
-        if self.weight_decay is not None and not self.weight_decay >= 0:
-            raise ValueError("weight_decay must be >= 0.")
+        if self.learning_rate is not None and not (
+                0 < self.learning_rate < math.inf):
+            raise ValueError(
+                f"learning_rate must be finite and > 0, got "
+                f"{self.learning_rate}.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
+        if self.weight_decay is not None and not (
+                0 <= self.weight_decay < math.inf):
+            raise ValueError(
+                f"weight_decay must be finite and >= 0, got {self.weight_decay}.")
+        if not 0 < self.holdout_fraction < 1:
+            raise ValueError(
+                f"holdout_fraction must be in (0, 1), got "
+                f"{self.holdout_fraction}.")
         for name in ("epochs", "batch_size", "hidden_units",
                      "first_super_epoch", "super_epoch", "estimation_epochs"):
             value = getattr(self, name)
@@ -168,8 +191,26 @@ class ExperimentConfig:
             raise ValueError("noise_z must be >= 0 and finite.")
         if not 0 <= self.smoothing < 1:
             raise ValueError("smoothing must be in [0, 1).")
-        if not self.alpha >= 0:
-            raise ValueError("alpha must be >= 0.")
+        if not 0 <= self.alpha < math.inf:
+            raise ValueError(f"alpha must be finite and >= 0, got {self.alpha}.")
+        if self.ogm_start_epoch < 0:
+            raise ValueError("ogm_start_epoch must be >= 0.")
+        if self.ogm_end_epoch is not None and (
+                self.ogm_end_epoch < self.ogm_start_epoch):
+            raise ValueError(
+                f"ogm_end_epoch ({self.ogm_end_epoch}) is before "
+                f"ogm_start_epoch ({self.ogm_start_epoch}); the OGM-GE window "
+                "runs from ogm_start_epoch to ogm_end_epoch, inclusive.")
+        if self.gblend_mode == "online" and self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs: online G-Blend first estimates at epoch "
+                f"{self.warmup_epochs}, but the run has {self.epochs} epoch(s), "
+                "so it would never estimate; lower --warmup_epochs (the "
+                "paper: 0) or raise --epochs.")
+        if self.model_dir and os.path.exists(self.model_dir) and (
+                not os.path.isdir(self.model_dir)):
+            raise ValueError(
+                f"model_dir: {self.model_dir} is a file, not a folder.")
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."
@@ -435,6 +476,95 @@ def load_data(config: ExperimentConfig):
     return train, holdout, (data.x_test, data.y_test), encoders, data.num_classes
 
 
+def flag_message(error) -> Optional[str]:
+    """`"--<setting>: ..."` for an error whose message starts with the name
+    of an `ExperimentConfig` setting (the scripts' flags), else None."""
+    message = str(error)
+    found = re.match(r"([a-z_]+)[: ]", message)
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if found and found.group(1) in fields:
+        return f"--{message}"
+    return None
+
+
+def config_from_json(values: Dict) -> ExperimentConfig:
+    """An `ExperimentConfig` from a saved `config.json`; unknown settings
+    raise `ValueError` naming them (a file written by another version)."""
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"config.json: unknown setting(s) {unknown} (written by another "
+            "version of keras_gblend?); remove them or retrain.")
+    values = dict(values)
+    if isinstance(values.get("views"), list):
+        values["views"] = tuple(values["views"])
+    return ExperimentConfig(**values)
+
+
+def _sha256(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, str):
+            part = part.encode()
+        elif not isinstance(part, bytes):
+            part = np.ascontiguousarray(part).tobytes()
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _arrays_fingerprint(data) -> str:
+    return _sha256(*(np.asarray(a) for a in tf.nest.flatten(data)))
+
+
+def data_fingerprint(config: ExperimentConfig, train, holdout, test) -> Dict:
+    """What a run was trained and evaluated on, as hashes: for AV-digits
+    the contents of `train.csv` and `test.csv` (labels) and every file's
+    name and size; for the built-in sets the split arrays themselves."""
+    if config.dataset == "av_digits":
+        listing = []
+        for root, _, files in os.walk(config.data_dir):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if name in ("train.csv", "test.csv") and (
+                        root == config.data_dir):
+                    continue  # hashed by content below
+                listing.append(
+                    f"{os.path.relpath(path, config.data_dir)}:"
+                    f"{os.path.getsize(path)}")
+        fingerprint = {"files": _sha256("\n".join(sorted(listing)))}
+        for name in ("train.csv", "test.csv"):
+            with open(os.path.join(config.data_dir, name), "rb") as f:
+                fingerprint[name] = _sha256(f.read())
+        return fingerprint
+    return {"train": _arrays_fingerprint(train),
+            "holdout": _arrays_fingerprint(holdout),
+            "test": _arrays_fingerprint(test)}
+
+
+def check_data_unchanged(model_dir: str, fingerprint: Dict,
+                         config: ExperimentConfig) -> None:
+    """Raises `ValueError` if `model_dir` was trained on other data than
+    `fingerprint` describes, naming what changed; records the fingerprint
+    of a new run."""
+    path = os.path.join(model_dir, DATA_FINGERPRINT)
+    if not os.path.isfile(path):
+        with open(path, "w") as f:
+            json.dump(fingerprint, f, indent=2)
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    changed = [name for name in sorted(set(saved) | set(fingerprint))
+               if saved.get(name) != fingerprint.get(name)]
+    if changed:
+        source = (f"data_dir: {config.data_dir}" if config.dataset == "av_digits"
+                  else f"dataset: {config.dataset}")
+        raise ValueError(
+            f"{source} is not the data the run in {model_dir} was trained on "
+            f"({', '.join(changed)} changed). Point it at the original data, "
+            "or use a new model_dir to train on this data.")
+
+
 def run_experiment(config: ExperimentConfig) -> Dict:
     """Trains and evaluates one configuration.
 
@@ -442,13 +572,22 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     (`ResumableCheckpoint`) and the same call resumes a run that was
     killed; TensorBoard logs go to `<model_dir>/logs`, the result to
     `<model_dir>/metrics.json` and the model to `<model_dir>/model.keras`.
+    A run that holds all its epochs is only evaluated: what it wrote is
+    never rewritten. The data's fingerprint is kept in the run, and
+    resuming on other data is refused. A non-finite loss stops training
+    with `FloatingPointError`; the last good checkpoint stays the latest.
     Array data is fed in an epoch-keyed order, so with
     `deterministic=True` a resumed run ends with the same weights as an
     uninterrupted one.
 
     Returns:
         A dict with `test_accuracy` per head, the final `blend_weights`, the
-        `history`, `wall_time_s` of `fit`, and the config.
+        holdout-selected `answer`, the `history`, `wall_time_s` of `fit`,
+        and the config.
+
+    Raises:
+        ValueError: a bad setting, a `model_dir` of another run or data.
+        FloatingPointError: training diverged.
     """
     config.validate()
     check_resumable(config)
@@ -467,7 +606,8 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     if model_dir and not is_chief(strategy):
         task = strategy.cluster_resolver
         model_dir = os.path.join(model_dir, f"_{task.task_type}_{task.task_id}")
-    callbacks = []
+    # First: a diverged epoch is never checkpointed.
+    callbacks = [RaiseOnNonFiniteLoss("the model")]
     if config.gblend_mode:
         callbacks.append(
             GBlendCallback(
@@ -499,10 +639,15 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     initial_epoch = 0
     if model_dir:
         os.makedirs(model_dir, exist_ok=True)
-        with open(os.path.join(model_dir, "config.json"), "w") as f:
-            json.dump(config_json(config), f, indent=2)
         checkpoints = os.path.join(model_dir, "checkpoints")
         initial_epoch = ResumableCheckpoint.saved_epoch(checkpoints)
+        check_data_unchanged(
+            model_dir, data_fingerprint(config, train, holdout, test), config)
+        if initial_epoch >= config.epochs:
+            return _evaluate_finished_run(config, model, model_dir,
+                                          initial_epoch, holdout, test)
+        with open(os.path.join(model_dir, "config.json"), "w") as f:
+            json.dump(config_json(config), f, indent=2)
         callbacks += [
             ResumableCheckpoint(checkpoints),
             keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
@@ -515,10 +660,9 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         )
         fit_data = {"x": dataset}
     start = time.perf_counter()
-    history = {}
-    if initial_epoch < config.epochs:
-        if initial_epoch and config.verbose:
-            print(f"Resuming from the checkpoint after epoch {initial_epoch}.")
+    if initial_epoch and config.verbose:
+        print(f"Resuming from the checkpoint after epoch {initial_epoch}.")
+    try:
         history = model.fit(
             **fit_data,
             epochs=config.epochs,
@@ -529,13 +673,70 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             callbacks=callbacks,
             verbose=config.verbose,
         ).history
-    else:
-        ResumableCheckpoint.restore(model, checkpoints)
-        if config.verbose:
-            print(f"{model_dir} already holds all {config.epochs} epochs; "
-                  "evaluating its checkpoint (use a new --model_dir to "
-                  "retrain).")
+    except FloatingPointError as error:
+        if model_dir:
+            kept = ResumableCheckpoint.saved_epoch(
+                os.path.join(model_dir, "checkpoints"))
+            raise FloatingPointError(
+                f"{error} Nothing was written for this epoch: {model_dir} "
+                f"keeps its checkpoint after epoch {kept}.") from None
+        raise
+    except tf.errors.InvalidArgumentError as error:
+        _raise_naming_bad_media(config, error)
+        raise
     wall_time = time.perf_counter() - start
+    return _results(config, model, model_dir, holdout, test, history,
+                    wall_time, initial_epoch)
+
+
+def _raise_naming_bad_media(config: ExperimentConfig, error) -> None:
+    """After a decoding error in an AV-digits pipeline, finds the file that
+    does not decode and raises a `MediaError` naming it."""
+    if config.dataset != "av_digits":
+        return
+    from keras_gblend.data import layout as layout_lib
+    av_layout = datasets.av_digits.layout(config.data_dir)
+    for split in ("train", "test"):
+        clips = layout_lib.read_split(av_layout, split)
+        layout_lib.check_decodable(clips)  # raises MediaError naming it
+    raise layout_lib.MediaError(
+        f"Decoding failed while training on {config.data_dir} "
+        f"({str(error).strip().splitlines()[0]}), but every file decodes "
+        "on its own.") from error
+
+
+def _evaluate_finished_run(config, model, model_dir, saved_epochs, holdout,
+                           test) -> Dict:
+    """A run holding all its epochs: evaluate its checkpoint, rewrite
+    nothing it wrote (`metrics.json`, `config.json`, `model.keras`), and
+    write only what is missing (a run killed after its last checkpoint)."""
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    ResumableCheckpoint.restore(model, checkpoints)
+    # Always said, whatever the verbosity: nothing was retrained.
+    print(f"{model_dir} already holds all {saved_epochs} epochs (asked "
+          f"for {config.epochs}); evaluating its checkpoint and keeping "
+          "its results (use a new --model_dir to retrain).")
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    if os.path.isfile(metrics_path):
+        with open(metrics_path) as f:
+            return json.load(f)
+    try:
+        logs = training_history.load_epoch_logs(model_dir)
+    except ValueError:
+        logs = {}
+    history = {key: values for key, (_, values) in logs.items()}
+    saved = config
+    config_path = os.path.join(model_dir, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            saved = config_from_json(json.load(f))
+    return _results(saved, model, model_dir, holdout, test, history, None,
+                    0)
+
+
+def _results(config, model, model_dir, holdout, test, history, wall_time,
+             initial_epoch) -> Dict:
+    """Evaluates `model` and writes `metrics.json` and `model.keras`."""
     scores = model.evaluate(*test, return_dict=True, verbose=0)
     answer = select_answer(model, holdout, batch_size=config.batch_size)
     results = {

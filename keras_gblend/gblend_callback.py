@@ -261,8 +261,12 @@ class GBlendCallback(keras.callbacks.Callback):
                 "`kg.late_fusion_model` or `kg.as_blended_model`), got "
                 f"{type(self.model).__name__}."
             )
-        self._training_data()  # Fail now, not at the first estimation.
+        # Fail now, not at the first estimation (fit checks its own data).
+        training_data = self._training_data()
+        if self.train is not None:
+            self.model.check_data(training_data, "`train` data")
         _check_modalities_present(self.holdout, self.model, "holdout")
+        self.model.check_data(self.holdout, "The holdout")
         epochs = (self.params or {}).get("epochs")
         if (
             self.mode == "online"

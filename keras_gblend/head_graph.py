@@ -27,6 +27,26 @@ def head_trainable_variables(model: keras.Model) -> Dict[str, List]:
     }
 
 
+def input_names(tensor) -> List[str]:
+    """Names of the functional inputs a symbolic tensor depends on, read by
+    walking the graph back from it (sorted)."""
+    names, seen, stack = set(), set(), [tensor]
+    while stack:
+        history = getattr(stack.pop(), "_keras_history", None)
+        if history is None:
+            continue
+        operation = history.operation
+        node = operation._inbound_nodes[history.node_index]
+        key = (id(operation), history.node_index)
+        if key in seen:
+            continue
+        seen.add(key)
+        if isinstance(operation, keras.layers.InputLayer):
+            names.add(operation.name)
+        stack.extend(node.input_tensors)
+    return sorted(names)
+
+
 def exclusive_trainable_variables(
     model: keras.Model, heads: Optional[Sequence[str]] = None
 ) -> Dict[str, List]:

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from keras_gblend import input_data
+from keras_gblend import input_checks, input_data
 
 
 def stratified_holdout_mask(
@@ -50,8 +50,13 @@ def validate_holdout(data) -> np.ndarray:
         The holdout's class ids.
 
     Raises:
-        ValueError: naming the problem.
+        ValueError: naming the problem (also non-finite features, rows that
+            differ between modalities, negative or non-integer labels).
     """
+    try:
+        input_checks.check_arrays(data, "The holdout")
+    except TypeError as error:
+        raise ValueError(f"Invalid holdout: {error}") from error
     try:
         labels = input_data.labels_of(data)
     except (TypeError, ValueError) as error:
@@ -109,6 +114,7 @@ def split_holdout(
     x, y, sample_weight = input_data.split_arrays(data)
     if y is None:
         raise ValueError("Cannot split data without labels (`y` is None).")
+    input_checks.check_arrays(data, "The data to split")
     mask = stratified_holdout_mask(np.asarray(y), fraction, seed)
     parts = []
     for rows in (np.flatnonzero(~mask), np.flatnonzero(mask)):

@@ -24,6 +24,7 @@ The two gradient changes are separate transforms (`scale_gradients`,
 (`modulation=False`) are one flag each.
 """
 
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
@@ -224,8 +225,16 @@ class OGMGE:
                 f"`score_source` must be one of {SCORE_SOURCES}, got "
                 f"{score_source!r}."
             )
-        if not alpha >= 0:
-            raise ValueError(f"`alpha` must be >= 0, got {alpha}.")
+        if not 0 <= alpha < math.inf:
+            raise ValueError(f"`alpha` must be finite and >= 0, got {alpha}.")
+        for name, value in (("start_epoch", start_epoch),
+                            ("end_epoch", end_epoch)):
+            if value is not None and (
+                isinstance(value, bool) or int(value) != value or value < 0
+            ):
+                raise ValueError(
+                    f"`{name}` must be an integer >= 0, got {value!r}."
+                )
         if end_epoch is not None and end_epoch < start_epoch:
             raise ValueError(
                 f"`end_epoch` ({end_epoch}) is before `start_epoch` "

@@ -54,6 +54,8 @@ class OGRMonitor(keras.callbacks.Callback):
             raise TypeError(
                 f"OGRMonitor needs a kg.BlendedModel, got {type(self.model).__name__}."
             )
+        self.model.check_data(self.holdout, "The holdout")
+        self.model.check_data(self.train_subset, "The train subset")
         self._holdout = input_data.dataset_factory(self.holdout, self.batch_size)()
         self._subset = input_data.dataset_factory(
             self.train_subset, self.batch_size

@@ -20,6 +20,9 @@ _PANELS = (
 )
 
 
+_LOSS_PANEL = _PANELS[-1][0]
+
+
 def _panel_lines(logs: EpochLogs, prefix: str, style: str):
     """`(label, epochs, values, style)` for the keys a panel draws."""
     lines = []
@@ -39,6 +42,8 @@ def _panel_lines(logs: EpochLogs, prefix: str, style: str):
         else:
             continue
         epochs, values = logs[key]
+        if not any(v == v for v in values):  # all NaN: nothing to draw
+            continue
         errors = None
         if prefix in _ESTIMATE_PREFIXES:
             epochs, values, errors = _estimates(logs, key, prefix)
@@ -126,6 +131,9 @@ def plot_history(
             for line in _panel_lines(logs, prefix, style)
         ]
         if lines:
+            if title == _LOSS_PANEL and not any(
+                    label.endswith("(holdout)") for label, *_ in lines):
+                title = "Per-head loss (train)"
             panels.append((title, y_label, lines))
     if not panels:
         raise ValueError(

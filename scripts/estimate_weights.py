@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import keras  # noqa: E402
 
+from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.estimation import estimate_blend_weights  # noqa: E402
 from keras_gblend.fusion import FUSIONS  # noqa: E402
@@ -50,6 +51,8 @@ def define_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.out:
+        cli.check_writable(FLAGS.out, "out")  # before any of the work
     config = experiment.ExperimentConfig(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, views=tuple(FLAGS.views),
         method="gblend_offline", fusion=FLAGS.fusion,
@@ -83,4 +86,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import keras  # noqa: E402
 
+from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.answer import select_answer  # noqa: E402
 
@@ -28,6 +29,9 @@ def define_flags():
     flags.DEFINE_string("model_dir", "runs/latest",
                         "Folder with model.keras and config.json.")
     flags.DEFINE_integer("top_k", 3, "k of the top-k accuracy.", lower_bound=1)
+    flags.DEFINE_string("data_dir", None,
+                        "AV-digits folder, if it moved since training "
+                        "(default: the run's config.json).")
 
 
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -44,8 +48,25 @@ def main(argv):
         if not os.path.isfile(path):
             raise app.UsageError(f"--model_dir: {path} does not exist.")
     with open(config_path) as f:
-        config = experiment.ExperimentConfig(**json.load(f))
-    _, holdout, test, _, _ = experiment.load_data(config)
+        try:
+            config = experiment.config_from_json(json.load(f))
+        except (ValueError, TypeError) as error:
+            raise app.UsageError(f"--model_dir: {config_path}: {error}")
+    if FLAGS.data_dir:
+        config.data_dir = FLAGS.data_dir
+    try:
+        config.validate()
+    except ValueError as error:
+        message = str(error)
+        if message.startswith("data_dir") and not FLAGS.data_dir:
+            message += (" The run's data may have moved: pass its new "
+                        "folder with --data_dir.")
+        raise app.UsageError(experiment.flag_message(message) or message)
+    _, holdout, test, _, num_classes = experiment.load_data(config)
+    if FLAGS.top_k > num_classes:
+        raise app.UsageError(
+            f"--top_k: {FLAGS.top_k} is more than the {num_classes} classes "
+            "(every top-k accuracy would be 1).")
     model = keras.saving.load_model(model_path)
     answer = select_answer(model, holdout, batch_size=config.batch_size)
     logits = model.predict(test[0], verbose=0)
@@ -72,4 +93,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

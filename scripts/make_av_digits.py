@@ -14,6 +14,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from keras_gblend import cli  # noqa: E402
 from keras_gblend.datasets import make_av_digits  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -44,4 +45,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

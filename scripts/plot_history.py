@@ -12,6 +12,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from keras_gblend import cli  # noqa: E402
 from keras_gblend.plotting import plot_history  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,4 +43,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

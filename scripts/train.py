@@ -14,7 +14,10 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
+from keras_gblend.checkpointing import ResumableCheckpoint  # noqa: E402
+from keras_gblend.data.layout import MediaError  # noqa: E402
 from keras_gblend.fusion import FUSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -152,7 +155,7 @@ def config_from_flags() -> experiment.ExperimentConfig:
         config.validate()
         experiment.check_resumable(config)
     except ValueError as error:
-        raise app.UsageError(f"--{error}")
+        raise app.UsageError(experiment.flag_message(error) or str(error))
     return config
 
 
@@ -163,22 +166,35 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         # TensorFlow's checkpoint code logs every save at absl INFO.
         logging.set_verbosity(logging.WARNING)
-    if config.model_dir:
+    checkpoints = os.path.join(config.model_dir or "", "checkpoints")
+    if config.model_dir and (
+            ResumableCheckpoint.saved_epoch(checkpoints) < config.epochs):
         # `python scripts/train.py --flagfile=<model_dir>/flags.txt` reruns
-        # (or resumes) this run.
+        # (or resumes) this run; a finished run keeps the file it has.
         os.makedirs(config.model_dir, exist_ok=True)
         with open(os.path.join(config.model_dir, "flags.txt"), "w") as f:
             for flag in FLAGS.get_key_flags_for_module(sys.argv[0]):
                 if flag.present or flag.value != flag.default:
                     f.write(flag.serialize() + "\n")
-    results = experiment.run_experiment(config)
+    try:
+        results = experiment.run_experiment(config)
+    except FloatingPointError as error:
+        raise cli.ScriptError(str(error))
+    except MediaError as error:
+        raise cli.ScriptError(f"--data_dir: {error}")
+    except ValueError as error:
+        message = experiment.flag_message(error)
+        if message is None:
+            raise
+        raise app.UsageError(message)
     summary = {k: results[k] for k in ("method", "reported_head", "views",
                                          "test_accuracy", "answer",
                                          "blend_weights", "wall_time_s")}
     print(json.dumps(summary, indent=2))
-    print(f"Wrote {os.path.join(FLAGS.model_dir, 'metrics.json')}")
+    if config.model_dir:
+        print(f"Results in {os.path.join(config.model_dir, 'metrics.json')}")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

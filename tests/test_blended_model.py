@@ -204,6 +204,15 @@ def test_construction_errors_name_the_problem():
         kg.BlendedModel(
             inputs={"a": a, "v": v}, outputs={"j": joint}, joint_output="j"
         )
+    # Head `a` wired to modality v's features (and a head reading both).
+    hv = keras.layers.Dense(2, name="hv")(fv)
+    with pytest.raises(ValueError, match=r"output 'a' must read its own.*\['v'\]"):
+        kg.BlendedModel(inputs={"a": a, "v": v},
+                        outputs={"a": hv, "v": hv, "joint": joint})
+    both = keras.layers.Dense(2)(keras.layers.Concatenate()([fa, fv]))
+    with pytest.raises(ValueError, match=r"output 'v'.*\['a', 'v'\]"):
+        kg.BlendedModel(inputs={"a": a, "v": v},
+                        outputs={"a": ha, "v": both, "joint": joint})
 
 
 def test_compile_and_weight_errors():

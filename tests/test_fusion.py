@@ -94,6 +94,21 @@ def test_film_matches_reference_formula():
     )
 
 
+def test_gated_matches_reference_formula():
+    x, _ = toy_data(n=4)
+    model = toy_model(fusion="gated")
+    features = _features(model, x)
+    layer = model.get_layer("joint")
+
+    def dense(d, f):
+        return f @ d.kernel.numpy() + d.bias.numpy()
+
+    gate = 1 / (1 + np.exp(-dense(layer.projections[0], features["a"])))
+    gated = gate * dense(layer.projections[1], features["v"])
+    np.testing.assert_allclose(model(x)["joint"].numpy(),
+                               dense(layer.out, gated), rtol=1e-5, atol=1e-5)
+
+
 def test_fusion_errors():
     dense = {"a": keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])}
     with pytest.raises(ValueError, match="fusion"):

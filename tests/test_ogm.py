@@ -69,6 +69,13 @@ def test_config_validation_and_round_trip():
         kg.OGMGE(start_epoch=5, end_epoch=1)
     with pytest.raises(ValueError, match="does nothing"):
         kg.OGMGE(modulation=False, noise=False)
+    for kwargs, name in (({"alpha": math.inf}, "alpha"),
+                         ({"alpha": math.nan}, "alpha"),
+                         ({"alpha": -1}, "alpha"),
+                         ({"start_epoch": -3}, "start_epoch"),
+                         ({"end_epoch": 2.5}, "end_epoch")):
+        with pytest.raises(ValueError, match=name):
+            kg.OGMGE(**kwargs)
 
 
 def _twin_models(modulation, seed=0, fusion="concat"):
@@ -168,6 +175,43 @@ def test_generalization_noise_has_the_gradient_std():
     assert not np.allclose(second, ge_step[path])
 
 
+def test_noise_std_is_that_of_the_unmodulated_gradient():
+    # A step whose coefficient is far from 1: the GE noise must have the std
+    # of the gradient before scaling (the reference's order), not after.
+    x, y = toy_data(n=64)
+    plain = toy_model(seed=1, hidden=256)
+
+    def twin(config):
+        model = kg.BlendedModel.from_config({
+            **plain.get_config(),
+            "modulation": keras.saving.serialize_keras_object(config)})
+        model.set_weights(plain.get_weights())
+        return model
+
+    ogm_only = twin(kg.OGMGE(alpha=1.5, noise=False))
+    ogm_ge = twin(kg.OGMGE(alpha=1.5, noise=True, seed=7))
+    for model in (plain, ogm_only, ogm_ge):
+        model.compile(keras.optimizers.SGD(1.0), sparse_ce())
+    scores = ogm.modality_scores(plain(x)["modality_logits"], y)
+    coefficients = ogm.modulation_coefficients(scores, 1.5).numpy()
+    dominant = int(np.argmin(coefficients))
+    coefficient = float(coefficients[dominant])
+    assert coefficient < 0.35  # the dominant modality is strongly slowed
+    names = _paths(plain)
+    plain_step = _one_step(plain, x, y)
+    ogm_step = _one_step(ogm_only, x, y, names)
+    ge_step = _one_step(ogm_ge, x, y, names)
+    encoder = ("enc_a/", "enc_v/")[dominant]
+    path = [p for p in names if p.startswith(encoder) and p.endswith("kernel")][0]
+    gradient = -plain_step[path]
+    np.testing.assert_allclose(-ogm_step[path], coefficient * gradient,
+                               rtol=1e-4, atol=1e-7)
+    noise = ogm_step[path] - ge_step[path]
+    unmodulated, modulated = np.std(gradient, ddof=1), np.std(coefficient * gradient, ddof=1)
+    assert np.std(noise) == pytest.approx(unmodulated, rel=0.08)
+    assert abs(np.std(noise) - modulated) > 0.5 * unmodulated
+
+
 def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace():
     x, y = toy_data(n=96)
     model = toy_model(seed=0)
@@ -231,7 +275,9 @@ def test_gblend_and_ogm_ge_combine(tmp_path):
     loaded = keras.saving.load_model(path)
     assert loaded.modulation.get_config() == model.modulation.get_config()
     assert loaded.blend_weights == pytest.approx(model.blend_weights)
-    loaded.fit(*train, epochs=1, verbose=0)  # keeps training with modulation
+    resumed = loaded.fit(*train, epochs=1, batch_size=24, verbose=0)
+    # The reloaded model keeps modulating (the dominant encoder is slowed).
+    assert resumed.history["ogm/coefficient/a"][0] < 1.0
 
 
 def test_hand_built_model_with_named_encoder_layers():
@@ -265,5 +311,10 @@ def test_hand_built_model_with_named_encoder_layers():
         )
     x, y = toy_data(n=32)
     model.compile("sgd", sparse_ce())
-    history = model.fit(x, y, epochs=1, verbose=0)  # scores from the heads
-    assert "ogm/ratio/a" in history.history
+    predictions = model(x)
+    scores = ogm.modality_scores(
+        keras.ops.stack([predictions["a"], predictions["v"]], axis=1), y)
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # One step, scored from the uni-modal heads (no per-modality logits).
+    assert history.history["ogm/ratio/a"][0] == pytest.approx(
+        float(scores[0] / scores[1]), rel=1e-5)

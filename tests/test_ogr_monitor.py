@@ -14,7 +14,7 @@ def test_monitor_logs_hand_checkable_figures_and_does_not_change_training():
     plain.fit(*train, batch_size=30, epochs=3, shuffle=False, verbose=0)
     history = watched.fit(
         *train, batch_size=30, epochs=3, shuffle=False, verbose=0,
-        callbacks=[kg.OGRMonitor(holdout, subset)])
+        validation_data=holdout, callbacks=[kg.OGRMonitor(holdout, subset)])
     for a, b in zip(plain.get_weights(), watched.get_weights()):
         np.testing.assert_array_equal(a, b)
     log = history.history
@@ -26,6 +26,11 @@ def test_monitor_logs_hand_checkable_figures_and_does_not_change_training():
         assert log[f"ogr_monitor/overfitting/{head}"][-1] == pytest.approx(expected, rel=1e-4, abs=1e-6)
         delta_o = log[f"ogr_monitor/overfitting/{head}"][2] - log[f"ogr_monitor/overfitting/{head}"][1]
         assert log[f"ogr_monitor/delta_o/{head}"][2] == pytest.approx(delta_o, rel=1e-4, abs=1e-6)
+        # ΔG: the previous epoch's holdout loss minus this one's (Keras's
+        # validation pass measures the same weights).
+        gain = log[f"val_{head}_loss"][1] - log[f"val_{head}_loss"][2]
+        assert log[f"ogr_monitor/delta_g/{head}"][2] == pytest.approx(
+            gain, rel=1e-4, abs=1e-6)
         ratio = abs(log[f"ogr_monitor/delta_o/{head}"][2] / log[f"ogr_monitor/delta_g/{head}"][2])
         assert log[f"ogr_monitor/ogr/{head}"][2] == pytest.approx(ratio, rel=1e-4)
 

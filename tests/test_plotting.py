@@ -82,6 +82,12 @@ def test_plot_history_of_a_plain_run_draws_its_losses():
     lines = _lines(figure)["Per-head loss (solid: train, dashed: holdout)"]
     assert lines["joint"] == ([0, 1], [1.0, 0.5])
     assert lines["joint (holdout)"] == ([0, 1], [1.1, 0.7])
+    # Before any estimate (fewer epochs than the warm-up) the OGR is NaN:
+    # no empty panel, and no legend for holdout lines that are not there.
+    figure = kg.plot_history({"joint_loss": [1.0, 0.5],
+                              "blend_weight/joint": [1.0, 1.0],
+                              "gblend/ogr/joint": [float("nan")] * 2})
+    assert list(_lines(figure)) == ["G-Blend weights", "Per-head loss (train)"]
     with pytest.raises(ValueError, match=r"Nothing to plot.*'loss'"):
         kg.plot_history({"loss": [1.0, 0.5]})
     with pytest.raises(ValueError, match="is not a folder"):

@@ -191,3 +191,62 @@ def read_split(
     if not result.labels:
         raise MediaError(f"{csv_path} lists no usable clip.")
     return result
+
+
+def _decode_problem(audio: str, frames: Sequence[str]) -> Optional[str]:
+    """Why a clip's files do not decode in full (None if they do)."""
+    import tensorflow as tf  # noqa: PLC0415 - only this check needs TF
+
+    for path in [audio, *frames]:
+        try:
+            contents = tf.io.read_file(path)
+            if path == audio:
+                if path.lower().endswith(".wav"):
+                    tf.audio.decode_wav(contents)
+                else:
+                    from keras_gblend.data import audio as audio_lib  # noqa
+
+                    audio_lib.decode_audio_file(path)
+            else:
+                tf.io.decode_image(contents, channels=3,
+                                   expand_animations=False)
+        except Exception as error:  # noqa: BLE001 - any failure: report it
+            lines = str(error).strip().splitlines()
+            kind = "audio file" if path == audio else "frame"
+            return (f"{kind} {path} does not decode ("
+                    f"{lines[-1] if lines else type(error).__name__})")
+    return None
+
+
+def check_decodable(clips: ClipList, on_error: str = "raise") -> ClipList:
+    """Decodes every file of `clips` in full: a file with a valid header
+    but truncated or corrupt data passes `read_split`'s header checks and
+    would fail in the middle of training, naming no file.
+
+    Args:
+        clips: a `ClipList` from `read_split`.
+        on_error: `"raise"`: a `MediaError` naming the first such file;
+            `"skip"`: drop those clips (counted in `skipped`, logged).
+
+    Returns:
+        The clips that decode.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"`on_error` must be one of {ON_ERROR}, got {on_error!r}.")
+    kept = ClipList([], [], [], clips.classes, list(clips.skipped))
+    for index, (audio, frames, label) in enumerate(
+            zip(clips.audio_paths, clips.frame_paths, clips.labels)):
+        problem = _decode_problem(audio, frames)
+        if problem is not None:
+            if on_error == "raise":
+                raise MediaError(f"Clip {index} of the split: {problem}.")
+            kept.skipped.append((index, problem))
+            continue
+        kept.audio_paths.append(audio)
+        kept.frame_paths.append(frames)
+        kept.labels.append(label)
+    if len(kept.skipped) > len(clips.skipped):
+        logging.warning("Skipped %d clips that do not decode (first: %s)",
+                        len(kept.skipped) - len(clips.skipped),
+                        kept.skipped[len(clips.skipped)][1])
+    return kept

@@ -19,7 +19,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from keras_gblend import input_data
+from keras_gblend import input_checks, input_data
 from keras_gblend.data import audio as audio_lib
 from keras_gblend.data import frames as frames_lib
 from keras_gblend.data.layout import ClipList
@@ -152,6 +152,7 @@ def arrays_dataset(
     """In-memory arrays (`x` may be a dict) to a batched, prefetched
     dataset, shuffled each epoch when `shuffle_seed` is given (see
     `input_data.dataset_factory`), sharded by DATA under tf.distribute."""
+    input_checks.check_arrays((x, y), "arrays_dataset")
     dataset = input_data.dataset_factory((x, y), batch_size, shuffle_seed)()
     return _with_shard_policy(
         dataset.prefetch(AUTOTUNE), tf.data.experimental.AutoShardPolicy.DATA

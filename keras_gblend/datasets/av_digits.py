@@ -235,6 +235,20 @@ def load_av_digits(
         train_clips, holdout_clips = (
             _subset(train_clips, ~mask), _subset(train_clips, mask)
         )
+        held_classes = sorted(set(holdout_clips.labels))
+        if len(held_classes) < 2:
+            raise ValueError(
+                f"data_dir: {data_dir} has {len(train_clips.labels) + len(holdout_clips.labels)} "
+                f"training clips; a {holdout_fraction:g} holdout of them holds "
+                f"{len(holdout_clips.labels)} clip(s) of {len(held_classes)} "
+                "class(es), and G-Blend needs two or more. Generate more clips "
+                "(make_av_digits.py --n 200 or more) or raise holdout_fraction."
+            )
+    for name, clips in (("training", train_clips), ("test", test_clips)):
+        if not clips.labels:
+            raise ValueError(
+                f"data_dir: {data_dir} has no usable {name} clips."
+            )
 
     def make(clips, training):
         if clips is None:

@@ -1,0 +1,215 @@
+"""Plants known mistakes in the core algorithms, one at a time, in a copy of
+the repository, and runs the tests named to catch each. Every planted bug
+must make its tests fail; the real code must pass them.
+
+Each bug is a one-line source edit (exact text, so the script fails loudly
+if the code it targets has moved). The list is the one of the issue "Tests
+that catch the algorithms' mistakes", plus later additions.
+
+Usage:
+    python benchmarks/planted_bugs.py            # ~5 min on 2 CPU cores
+    python benchmarks/planted_bugs.py --only=clone_trains_every_head
+
+Writes benchmarks/results/planted_bugs.{md,json}.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results_files import write_results  # noqa: E402
+
+FLAGS = flags.FLAGS
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+# name: (description, file, original text, planted text, tests)
+BUGS = {
+    "clone_trains_every_head": (
+        "estimation clones train every head, not only the head(s) under "
+        "estimation",
+        "keras_gblend/estimation.py",
+        "mask = {h: float(h in train_heads) for h in model.head_names}",
+        "mask = {h: 1.0 for h in model.head_names}",
+        ["tests/test_invariants.py::"
+         "test_each_clone_trains_only_its_heads_the_others_stay_frozen"]),
+    "train_subset_is_holdout": (
+        "the train subset T' replaced by the holdout V (ΔO ≡ 0)",
+        "keras_gblend/estimation.py",
+        "    subset_ds = train_subset_dataset(\n",
+        "    subset_ds = holdout_ds if True else train_subset_dataset(\n",
+        ["tests/test_invariants.py::"
+         "test_estimate_measures_train_start_on_the_train_subset"]),
+    "clones_keep_modulation": (
+        "estimation clones keep OGM-GE modulation",
+        "keras_gblend/estimation.py",
+        '    config["modulation"] = None\n',
+        "",
+        ["tests/test_invariants.py::test_estimation_clones_have_no_modulation"]),
+    "noise_std_of_modulated_gradient": (
+        "GE noise std taken from the modulated gradient",
+        "keras_gblend/blended_model.py",
+        "updates, reference, groups, self.modulation_seed_generator,",
+        "updates, updates, groups, self.modulation_seed_generator,",
+        ["tests/test_ogm.py::test_noise_std_is_that_of_the_unmodulated_gradient"]),
+    "sample_weight_dropped": (
+        "sample_weight dropped from the per-head losses",
+        "keras_gblend/blended_model.py",
+        "labels[head], y_pred[head], head_weight",
+        "labels[head], y_pred[head], None",
+        ["tests/test_invariants.py::"
+         "test_sample_weight_scales_each_head_loss_as_keras_does"]),
+    "trackers_unweighted_by_batch": (
+        "per-head loss trackers not weighted by batch size",
+        "keras_gblend/blended_model.py",
+        "unscale_loss_for_replicas(value), sample_weight=batch_size",
+        "unscale_loss_for_replicas(value)",
+        ["tests/test_invariants.py::"
+         "test_head_losses_average_over_examples_with_a_partial_last_batch"]),
+    "validation_split_rows_estimated": (
+        "fit(validation_split=...) rows used by the G-Blend estimation",
+        "keras_gblend/gblend_callback.py",
+        "        if fit_data.validation_split:",
+        "        if False:",
+        ["tests/test_invariants.py::"
+         "test_validation_split_rows_never_reach_estimation"]),
+    "same_seed_every_estimate": (
+        "the same seed at every estimation",
+        "keras_gblend/gblend_callback.py",
+        "seed=self.seed + epoch,",
+        "seed=self.seed,",
+        ["tests/test_invariants.py::"
+         "test_every_estimate_draws_its_own_shuffle_and_bootstrap"]),
+    "checkpoint_no_initial_epoch": (
+        "ResumableCheckpoint's initial-epoch hand-off removed",
+        "keras_gblend/checkpointing.py",
+        "            self.model._initial_epoch = int(self._epoch.numpy())\n",
+        "",
+        ["tests/test_checkpointing.py::"
+         "test_resumable_checkpoint_resumes_plain_fit_at_the_next_epoch"]),
+    "delta_o_sign_flipped": (
+        "ΔO sign flipped inside estimation",
+        "keras_gblend/estimation.py",
+        "    delta_o = ogr.delta_overfitting(*means)",
+        "    delta_o = -ogr.delta_overfitting(*means)",
+        ["tests/test_estimation.py::"
+         "test_estimate_figures_are_ogr_functions_of_its_measured_losses"]),
+    "noise_on_every_replica": (
+        "GE noise added on every replica",
+        "keras_gblend/blended_model.py",
+        'noise_scale = ops.cast(active, "float32") * ogm.is_first_replica()',
+        'noise_scale = ops.cast(active, "float32")',
+        ["tests/test_distributed.py::test_mirrored_strategy_matches_single_device"]),
+    "no_loss_unscaling_across_replicas": (
+        "per-head losses not un-scaled across replicas",
+        "keras_gblend/blended_model.py",
+        "unscale_loss_for_replicas(value), sample_weight=batch_size",
+        "value, sample_weight=batch_size",
+        ["tests/test_distributed.py::test_mirrored_strategy_matches_single_device"]),
+    "negative_delta_o_floored": (
+        "a negative ΔO floored (the old rule) instead of squared",
+        "keras_gblend/ogr.py",
+        "spread = np.maximum(np.abs(delta_o), min_delta_o)",
+        "spread = np.maximum(delta_o, min_delta_o)",
+        ["tests/test_ogr.py::test_negative_delta_o_enters_squared_as_in_the_paper"]),
+    "noise_ignored": (
+        "ΔG counted without its noise",
+        "keras_gblend/ogr.py",
+        "clear &= delta_g > noise_z * np.asarray(delta_g_se, dtype=np.float64)",
+        "clear &= True",
+        ["tests/test_gblend_callback.py::"
+         "test_gains_all_within_noise_keep_the_previous_weights"]),
+    "shared_scope_blends_heads": (
+        "blend_scope='shared' gives the heads' own variables the blended "
+        "gradient",
+        "keras_gblend/blended_model.py",
+        "            for i, gradient in zip(rows, own):\n"
+        "                gradients[i] = gradient\n",
+        "",
+        ["tests/test_blended_model.py::"
+         "test_shared_scope_gradients_match_a_hand_computation"]),
+}
+
+
+def define_flags():
+    flags.DEFINE_list("only", [], "Names of the bugs to plant (default all).")
+    flags.DEFINE_string("out", os.path.join(HERE, "results", "planted_bugs"),
+                        "Output path without extension.")
+
+
+def run_tests(root, tests):
+    """(passed, seconds, tail of the output) of pytest on `tests` in `root`."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         *tests],
+        cwd=root, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return (result.returncode == 0, time.perf_counter() - start,
+            (result.stdout + result.stderr)[-600:])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    unknown = sorted(set(FLAGS.only) - set(BUGS))
+    if unknown:
+        raise app.UsageError(f"--only: unknown bugs {unknown}; known: "
+                             f"{sorted(BUGS)}.")
+    names = FLAGS.only or list(BUGS)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = os.path.join(scratch, "repo")
+        shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
+            ".git", "runs", "__pycache__", "*.egg-info", "results"))
+        for name in names:
+            description, path, original, planted, tests = BUGS[name]
+            source = os.path.join(copy, path)
+            with open(source) as f:
+                text = f.read()
+            if text.count(original) != 1:
+                raise RuntimeError(
+                    f"{name}: {path} holds {text.count(original)} copies of "
+                    f"the text to mutate: {original!r}.")
+            clean, _, clean_log = run_tests(copy, tests)
+            with open(source, "w") as f:
+                f.write(text.replace(original, planted))
+            try:
+                survived, seconds, log = run_tests(copy, tests)
+            finally:
+                with open(source, "w") as f:
+                    f.write(text)
+            rows.append({"bug": name, "description": description,
+                         "tests": tests, "passes_on_real_code": clean,
+                         "caught": not survived, "seconds": seconds,
+                         "log": clean_log if not clean else log})
+            print(f"{name}: real code {'passes' if clean else 'FAILS'}, "
+                  f"bug {'caught' if not survived else 'NOT caught'} "
+                  f"({seconds:.0f} s)", flush=True)
+    lines = ["# Planted bugs", "",
+             "Each bug planted alone in a copy of the repository; the named "
+             "tests must pass on the real code and fail on the bug "
+             "(`python benchmarks/planted_bugs.py`).", "",
+             "| bug | test(s) | real code passes | bug caught |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['description']} | "
+              + ", ".join(f"`{t.split('::')[-1]}`" for t in r["tests"])
+              + f" | {'yes' if r['passes_on_real_code'] else 'NO'} | "
+              f"{'yes' if r['caught'] else 'NO'} |" for r in rows]
+    caught = sum(r["caught"] and r["passes_on_real_code"] for r in rows)
+    lines += ["", f"{caught} of {len(rows)} planted bugs caught."]
+    print("\n".join(lines))
+    write_results(FLAGS.out, "\n".join(lines), rows)
+    if caught < len(rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,204 @@
+"""Failures of the scripts: nothing already saved is lost, and every error
+is one line naming the flag, file or value."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from keras_gblend import experiment
+from keras_gblend.data.layout import MediaError
+from conftest import run_script
+
+
+def _train(*flags):
+    return run_script("scripts", "train.py", "--verbose=0", *flags, timeout=300)
+
+
+def _files(folder):
+    """`{relative path: bytes}` of every file a run wrote."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found
+
+
+def _one_line_error(result, *needles):
+    lines = [l for l in result.stderr.strip().splitlines()
+             if "error" in l.lower() and not l.startswith(("I0000", "W0000"))]
+    assert lines and all(n in lines[-1] for n in needles), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    return lines[-1]
+
+
+def test_rerunning_a_finished_run_keeps_everything_it_wrote(tmp_path):
+    run = tmp_path / "run"
+    first = _train("--method=naive", "--epochs=2", f"--model_dir={run}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    saved = _files(run)
+    metrics = json.loads(saved["metrics.json"])
+    assert len(metrics["history"]["loss"]) == 2 and metrics["wall_time_s"] > 0
+    for flags in ([], ["--epochs=1"]):
+        again = _train("--method=naive", "--epochs=2", *flags,
+                       f"--model_dir={run}")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "already holds all 2 epochs" in again.stdout
+        # Nothing written is rewritten (TensorBoard logs, checkpoints,
+        # config.json, flags.txt, metrics.json, model.keras).
+        assert _files(run) == saved
+    # The printed results are the saved ones.
+    printed = json.loads(again.stdout[again.stdout.index("{"):
+                                      again.stdout.rindex("}") + 1])
+    assert printed["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_a_finished_run_missing_its_metrics_writes_them_complete(tmp_path):
+    run = tmp_path / "run"
+    config = experiment.ExperimentConfig(method="naive", epochs=2, verbose=0,
+                                         model_dir=str(run))
+    first = experiment.run_experiment(config)
+    os.remove(run / "metrics.json")  # killed after its last checkpoint
+    again = experiment.run_experiment(config)
+    assert again["test_accuracy"] == pytest.approx(first["test_accuracy"])
+    assert again["history"]["loss"] == pytest.approx(first["history"]["loss"])
+    assert json.load(open(run / "metrics.json"))["test_accuracy"] == (
+        again["test_accuracy"])
+
+
+def test_a_diverged_run_stops_with_an_error_and_writes_no_results(tmp_path):
+    run = tmp_path / "run"
+    result = _train("--method=naive", "--epochs=3", "--learning_rate=1e30",
+                    f"--model_dir={run}")
+    assert result.returncode == 1
+    line = _one_line_error(result, "Non-finite loss", "epoch 1",
+                           "keeps its checkpoint after epoch 0")
+    assert "nan" in line.lower() or "inf" in line.lower()
+    assert not (run / "metrics.json").exists()
+    assert not (run / "model.keras").exists()
+    assert experiment.ResumableCheckpoint.saved_epoch(
+        str(run / "checkpoints")) == 0
+
+
+def test_the_last_good_checkpoint_survives_a_divergence_mid_run(tmp_path):
+    import keras
+    import keras_gblend as kg
+    from conftest import compiled_toy_model, toy_data
+
+    class Diverge(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:  # as if the learning rate blew up here
+                for variable in self.model.trainable_variables:
+                    variable.assign(np.full(variable.shape, np.nan))
+
+    x, y = toy_data(n=64)
+    model = compiled_toy_model()
+    with pytest.raises(FloatingPointError, match="epoch 3"):
+        model.fit(x, y, epochs=4, verbose=0, callbacks=[
+            Diverge(), kg.RaiseOnNonFiniteLoss(),
+            kg.ResumableCheckpoint(str(tmp_path))])
+    assert kg.ResumableCheckpoint.saved_epoch(str(tmp_path)) == 2
+    restored = compiled_toy_model(seed=2)
+    kg.ResumableCheckpoint.restore(restored, str(tmp_path))
+    assert all(np.all(np.isfinite(v.numpy()))
+               for v in restored.trainable_variables)
+
+
+@pytest.mark.parametrize(
+    "flags, needles",
+    [
+        (["--learning_rate=inf"], ["--learning_rate", "finite"]),
+        (["--momentum=nan"], ["--momentum"]),
+        (["--method=gblend_online", "--epochs=2", "--warmup_epochs=5"],
+         ["--warmup_epochs", "never estimate"]),
+        (["--views=fac,fac"], ["--views", "['fac'] given more than once"]),
+        (["--method=ogm_ge", "--ogm_start_epoch=5", "--ogm_end_epoch=2"],
+         ["--ogm_end_epoch", "before ogm_start_epoch"]),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_flag(flags, needles, tmp_path):
+    result = _train(*flags, f"--model_dir={tmp_path}/run")
+    assert result.returncode == 2
+    _one_line_error(result, *needles)
+    assert len(result.stderr.strip().splitlines()) < 8  # no page of help
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_model_dir_that_is_a_file_is_named(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    result = _train(f"--model_dir={path}")
+    assert result.returncode == 2
+    _one_line_error(result, "--model_dir", "is a file")
+    assert path.read_text() == "not a folder"
+
+
+def test_evaluate_errors_name_the_flag_or_setting(tmp_path):
+    run = tmp_path / "run"
+    assert _train("--method=naive", "--epochs=1",
+                  f"--model_dir={run}").returncode == 0
+    too_many = run_script("scripts", "evaluate.py", f"--model_dir={run}",
+                          "--top_k=20")
+    assert too_many.returncode == 2
+    _one_line_error(too_many, "--top_k", "more than the 10 classes")
+    config = json.load(open(run / "config.json"))
+    json.dump({**config, "colour": "red"}, open(run / "config.json", "w"))
+    unknown = run_script("scripts", "evaluate.py", f"--model_dir={run}")
+    assert unknown.returncode == 2
+    _one_line_error(unknown, "config.json", "unknown setting(s) ['colour']")
+
+
+def test_estimate_weights_checks_its_output_before_working(tmp_path):
+    result = run_script("scripts", "estimate_weights.py",
+                        f"--out={tmp_path}/missing/x.json")
+    assert result.returncode == 2
+    _one_line_error(result, "--out", "does not exist")
+
+
+# ------------------------------------------------------------- AV-digits
+def _copy(av_digits_dir, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(av_digits_dir, copy)
+    return copy
+
+
+def _av_config(data_dir, run, epochs=1):
+    return experiment.ExperimentConfig(
+        dataset="av_digits", data_dir=str(data_dir), method="naive",
+        epochs=epochs, verbose=0, model_dir=str(run))
+
+
+def test_resuming_on_other_data_is_refused_naming_it(av_digits_dir, tmp_path):
+    data = _copy(av_digits_dir, tmp_path)
+    run = tmp_path / "run"
+    experiment.run_experiment(_av_config(data, run))
+    saved = _files(run)
+    rows = (data / "train.csv").read_text().splitlines()
+    clip, label = rows[0].split(",")
+    rows[0] = f"{clip},{(int(label) + 1) % 10}"  # one relabelled clip
+    (data / "train.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"data_dir: .* is not the data .*"
+                       r"\(train.csv changed\)"):
+        experiment.run_experiment(_av_config(data, run, epochs=2))
+    assert _files(run) == saved
+
+
+def test_a_truncated_wav_with_a_valid_header_is_named(av_digits_dir, tmp_path):
+    data = _copy(av_digits_dir, tmp_path)
+    wav = sorted((data / "AudioWAV").iterdir())[0]
+    with open(wav, "r+b") as f:
+        f.truncate(100)  # RIFF/WAVE header intact, samples cut short
+    with pytest.raises(MediaError, match=f"audio file .*{wav.name} does not decode"):
+        experiment.run_experiment(_av_config(data, None))
+
+
+def test_a_set_too_small_for_a_holdout_says_so(tmp_path):
+    import keras_gblend as kg
+
+    kg.datasets.make_av_digits(str(tmp_path / "tiny"), n=20, seed=0)
+    with pytest.raises(ValueError, match=r"data_dir: .* G-Blend needs two or more"):
+        kg.datasets.load_av_digits(str(tmp_path / "tiny"))
