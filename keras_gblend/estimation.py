@@ -55,8 +55,10 @@ class BlendEstimate:
         delta_g_se, delta_o_se: bootstrap standard errors of `delta_g` and
             `delta_o` (NaN when the noise was not estimated).
         generalizing: per head, whether its `delta_g` is clearly above its
-            noise (`delta_g > noise_z * delta_g_se`); only these heads get
-            a weight.
+            noise (`delta_g > noise_z * delta_g_se`).
+        previous_weights: the weights in use before the estimate; heads
+            whose gain is within noise keep theirs (see
+            `ogr.updated_blend_weights`).
     """
 
     head_names: Tuple[str, ...]
@@ -73,6 +75,7 @@ class BlendEstimate:
     delta_g_se: Optional[np.ndarray] = None
     delta_o_se: Optional[np.ndarray] = None
     generalizing: Optional[np.ndarray] = None
+    previous_weights: Optional[np.ndarray] = None
 
     def weights_dict(self) -> Optional[Dict[str, float]]:
         """`{head: weight}`, or `None` (see `weights`)."""
@@ -285,6 +288,7 @@ def estimate_blend_weights(
     min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
     noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
     bootstrap_resamples: int = measurement_noise.DEFAULT_RESAMPLES,
+    previous_weights=None,
     on_no_generalization: str = "raise",
     verbose: int = 0,
     custom_objects=None,
@@ -312,6 +316,9 @@ def estimate_blend_weights(
             `T'`). `None`: ignore measurement noise (any `delta_g > 0`
             counts; no standard errors are computed).
         bootstrap_resamples: resamples of the bootstrap.
+        previous_weights: the weights in use (default: the model's current
+            blend weights); a head whose gain is within its noise keeps its
+            share (`ogr.updated_blend_weights`).
         on_no_generalization: when no head improved on the holdout:
             `"raise"` a `NoGeneralizationError`, or `"keep"`: return the
             measured figures with `weights=None`.
@@ -397,10 +404,13 @@ def estimate_blend_weights(
 
     train_end = np.stack([end_train[h] for h in heads])
     holdout_end = np.stack([end_holdout[h] for h in heads])
+    if previous_weights is None:
+        previous_weights = [model.blend_weights[h] for h in heads]
     return blend_estimate(
         heads, start_holdout, start_train, holdout_end, train_end,
         metric=metric, fused=fused, min_delta_o=min_delta_o,
         noise_z=noise_z, bootstrap_resamples=bootstrap_resamples, seed=seed,
+        previous_weights=previous_weights,
         on_no_generalization=on_no_generalization,
     )
 
@@ -417,6 +427,7 @@ def blend_estimate(
     noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
     bootstrap_resamples: int = measurement_noise.DEFAULT_RESAMPLES,
     seed: Optional[int] = 0,
+    previous_weights=None,
     on_no_generalization: str = "raise",
 ) -> BlendEstimate:
     """The `BlendEstimate` of per-example measurements at `N` and `N + n`.
@@ -429,6 +440,9 @@ def blend_estimate(
         metric, fused, min_delta_o, noise_z, bootstrap_resamples,
             on_no_generalization: see `estimate_blend_weights`.
         seed: bootstrap seed.
+        previous_weights: the weights in use; `None`: uniform (then the
+            weights are Proposition 1's over the clearly generalizing
+            heads).
 
     Returns:
         A `BlendEstimate` whose means, ΔO, ΔG, OGR and weights are `ogr`'s
@@ -448,10 +462,13 @@ def blend_estimate(
             holdout_start, holdout_end, train_start, train_end,
             num_resamples=bootstrap_resamples, seed=seed,
         )
+    if previous_weights is None:
+        previous_weights = np.full(len(heads), 1.0 / len(heads))
+    previous_weights = np.asarray(previous_weights, dtype=np.float64)
     try:
-        weights = ogr.blend_weights(
-            delta_g, delta_o, min_delta_o=min_delta_o, head_names=heads,
-            delta_g_se=delta_g_se, delta_o_se=delta_o_se,
+        weights = ogr.updated_blend_weights(
+            previous_weights, delta_g, delta_o, min_delta_o=min_delta_o,
+            head_names=heads, delta_g_se=delta_g_se, delta_o_se=delta_o_se,
             noise_z=noise_z or 0.0,
         )
     except ogr.NoGeneralizationError:
@@ -475,4 +492,5 @@ def blend_estimate(
         generalizing=ogr.generalizing_heads(
             delta_g, delta_g_se, noise_z or 0.0
         ),
+        previous_weights=previous_weights,
     )

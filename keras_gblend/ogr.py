@@ -24,9 +24,18 @@ Degenerate cases (the paper does not discuss them):
   (see `keras_gblend.measurement_noise`), a head counts as generalizing only
   when `delta_g > noise_z * SE(delta_g)`, and `|delta_o|` is never taken
   below `SE(delta_o)`. Without them, any `delta_g > 0` counts.
-- a head that does not count as generalizing gets weight 0.
+- a head that does not count as generalizing gets weight 0 in
+  `blend_weights`.
 - no head counts: `NoGeneralizationError`; `GBlendCallback` catches it and
   keeps the weights it had.
+- re-estimating (`updated_blend_weights`): a head whose gain is within its
+  noise tells nothing about its weight (`delta_g / delta_o**2` is noise
+  over noise once a head has converged), so it keeps its previous weight;
+  a head whose holdout loss clearly rose gets 0; the heads that clearly
+  generalize share the rest in proportion to `delta_g / delta_o**2`.
+  Without this, a converged strong head and a converged joint head (gains
+  within noise) get 0 and a weak head that still creeps forward gets the
+  whole weight.
 """
 
 from typing import Optional, Sequence
@@ -196,6 +205,75 @@ def blend_weights(
         )
     unnormalized = np.where(clear, delta_g, 0.0) / spread**2
     return unnormalized / unnormalized.sum()
+
+
+def updated_blend_weights(
+    previous_weights: Sequence[float],
+    delta_g: Sequence[float],
+    delta_o: Sequence[float],
+    min_delta_o: float = DEFAULT_MIN_DELTA_O,
+    head_names: Optional[Sequence[str]] = None,
+    delta_g_se: Optional[Sequence[float]] = None,
+    delta_o_se: Optional[Sequence[float]] = None,
+    noise_z: float = DEFAULT_NOISE_Z,
+) -> np.ndarray:
+    """The blend after an estimate, given the weights in use.
+
+    Heads fall in three groups by their gain and its noise (`noise_z`
+    standard errors; without standard errors, by the sign of `delta_g`):
+
+    - clearly generalizing (`delta_g > noise_z * SE`): they share the
+      previous weight of this group and of the next one, in proportion to
+      `delta_g / delta_o**2` (Proposition 1 among them);
+    - clearly worse on the holdout (`delta_g < -noise_z * SE`): weight 0;
+    - within noise: their previous weight, unchanged.
+
+    When every head generalizes clearly (the usual first estimate) this is
+    `blend_weights`.
+
+    Args:
+        previous_weights: the weights in use (normalised here; all zero
+            counts as uniform).
+        delta_g, delta_o, min_delta_o, head_names, delta_g_se, delta_o_se,
+            noise_z: as for `blend_weights`.
+
+    Returns:
+        float64 weights, non-negative, summing to 1.
+
+    Raises:
+        ValueError: mismatched lengths or non-finite values.
+        NoGeneralizationError: no head generalizes clearly.
+
+    Example:
+
+    >>> updated_blend_weights([0.7, 0.1, 0.2], delta_g=[0.001, 0.3, 0.0],
+    ...                       delta_o=[0.01, 0.2, 0.01],
+    ...                       delta_g_se=[0.01, 0.02, 0.01]).round(3)
+    array([0.7, 0.1, 0.2])
+    """
+    clear_weights = blend_weights(
+        delta_g, delta_o, min_delta_o=min_delta_o, head_names=head_names,
+        delta_g_se=delta_g_se, delta_o_se=delta_o_se, noise_z=noise_z,
+    )  # validates, raises NoGeneralizationError
+    previous = _as_vector(previous_weights, "previous_weights")
+    if previous.shape != clear_weights.shape or np.any(~(previous >= 0)) or (
+            not np.all(np.isfinite(previous))):
+        raise ValueError(
+            f"`previous_weights` must hold {clear_weights.size} finite "
+            f"values >= 0, got {previous.tolist()}."
+        )
+    total = previous.sum()
+    previous = (previous / total if total > 0
+                else np.full(previous.size, 1.0 / previous.size))
+    delta_g = np.asarray(delta_g, dtype=np.float64)
+    threshold = 0.0 if delta_g_se is None else noise_z * np.asarray(
+        delta_g_se, dtype=np.float64)
+    gaining = generalizing_heads(delta_g, delta_g_se, noise_z)
+    losing = (delta_g < 0) & (delta_g < -threshold)
+    unclear = ~gaining & ~losing
+    weights = np.where(unclear, previous, 0.0)
+    weights[gaining] = (1.0 - previous[unclear].sum()) * clear_weights[gaining]
+    return weights / weights.sum()
 
 
 def blend_weights_correlated(

@@ -72,6 +72,8 @@ def main(argv):
         noise_z=FLAGS.noise_z, on_no_generalization="keep")
     report = {
         "weights": estimate.weights_dict(),
+        "previous_weights": dict(zip(estimate.head_names,
+                                     estimate.previous_weights.tolist())),
         **{figure: dict(zip(estimate.head_names, getattr(estimate, figure).tolist()))
            for figure in ("delta_o", "delta_g", "ogr", "delta_g_se",
                           "delta_o_se", "generalizing")},

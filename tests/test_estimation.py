@@ -75,10 +75,12 @@ def test_estimate_figures_are_ogr_functions_of_its_measured_losses():
         np.testing.assert_allclose(e.delta_g, e.holdout_start - e.holdout_end,
                                    rtol=1e-12)
         np.testing.assert_allclose(e.ogr, np.abs(delta_o / e.delta_g))
-        expected = kg.ogr.blend_weights(
-            e.delta_g, e.delta_o, delta_g_se=e.delta_g_se,
+        expected = kg.ogr.updated_blend_weights(
+            e.previous_weights, e.delta_g, e.delta_o, delta_g_se=e.delta_g_se,
             delta_o_se=e.delta_o_se, noise_z=noise_z or 0.0)
         np.testing.assert_allclose(e.weights, expected, rtol=1e-12)
+        # The weights in use were the model's (compiled: 1 each).
+        np.testing.assert_allclose(e.previous_weights, [1.0, 1.0, 1.0])
         if noise_z is None:
             assert e.delta_g_se is None
         else:

@@ -65,6 +65,45 @@ def test_gain_within_its_noise_does_not_count():
         ogr.blend_weights(delta_g, delta_o, delta_g_se=[1.0, 1.0, 1.0])
 
 
+def test_update_with_every_gain_clear_is_the_plain_blend():
+    delta_g, delta_o = [0.2, 0.1, 0.3], [0.1, 0.1, 0.2]
+    np.testing.assert_allclose(
+        ogr.updated_blend_weights([5.0, 1.0, 0.0], delta_g, delta_o,
+                                  delta_g_se=[0.01] * 3),
+        ogr.blend_weights(delta_g, delta_o))
+
+
+def test_update_keeps_the_weight_of_heads_within_noise():
+    # The failure seen on real data: the strong and the joint head have
+    # converged (gains within noise), a weak head still creeps forward. It
+    # must not take the whole weight.
+    # The issue's numbers: ΔG -0.018 and -0.044 for the converged heads,
+    # +0.014 with OGR 32 for the weak one.
+    previous = [0.6, 0.1, 0.3]  # strong, weak, joint
+    delta_g, delta_o = [-0.018, 0.014, -0.044], [0.01, 0.45, 0.02]
+    weights = ogr.updated_blend_weights(
+        previous, delta_g, delta_o, delta_g_se=[0.012, 0.005, 0.03])
+    np.testing.assert_allclose(weights, previous)
+    # Without noise estimates the old rule hands the weak head everything.
+    np.testing.assert_allclose(ogr.blend_weights(delta_g, delta_o), [0, 1, 0])
+
+
+def test_update_moves_weight_from_clearly_worse_heads_to_clear_gains():
+    previous = np.array([0.2, 0.3, 0.5])
+    weights = ogr.updated_blend_weights(
+        previous, delta_g=[0.2, -0.3, 0.01], delta_o=[0.1, 0.2, 0.1],
+        delta_g_se=[0.02, 0.02, 0.02])
+    # Head 1 clearly worse: 0. Head 2 within noise: keeps 0.5. Head 0
+    # clearly better: the remaining 0.5 (its 0.2 and head 1's 0.3).
+    np.testing.assert_allclose(weights, [0.5, 0.0, 0.5])
+    with pytest.raises(ogr.NoGeneralizationError):
+        ogr.updated_blend_weights(previous, [0.01, -0.3, 0.01],
+                                  [0.1, 0.2, 0.1], delta_g_se=[0.02] * 3)
+    with pytest.raises(ValueError, match="previous_weights"):
+        ogr.updated_blend_weights([1.0, -1.0, 1.0], [0.2, 0.1, 0.3],
+                                  [0.1] * 3)
+
+
 def test_delta_o_is_never_taken_below_its_noise():
     weights = ogr.blend_weights(
         [0.1, 0.1], [0.02, 0.02], delta_o_se=[0.2, 0.0], min_delta_o=0.01

@@ -102,7 +102,8 @@ def test_estimate_weights_script(tmp_path):
     # The weights follow from the reported figures (ogr's formula).
     from keras_gblend import ogr
     heads = ("fac", "mor", "joint")
-    expected = ogr.blend_weights(
+    expected = ogr.updated_blend_weights(
+        [report["previous_weights"][h] for h in heads],
         [report["delta_g"][h] for h in heads],
         [report["delta_o"][h] for h in heads],
         delta_g_se=[report["delta_g_se"][h] for h in heads],
