@@ -37,5 +37,6 @@ setup(
         "av": ["scikit-learn"],
         "audio": ["soundfile"],
         "plot": ["matplotlib>=3.8"],
+        "mutation": ["mutmut==3.8.1"],
     },
 )

@@ -234,34 +234,15 @@ class BlendedModel(keras.Model):
             trainable=False,
             name="blend_estimation_epoch",
         )
-        self.blend_delta_o = self.add_weight(
-            shape=(num_heads,),
-            initializer=keras.initializers.Constant(np.nan),
-            dtype="float32",
-            trainable=False,
-            name="blend_delta_o",
-        )
-        self.blend_delta_g = self.add_weight(
-            shape=(num_heads,),
-            initializer=keras.initializers.Constant(np.nan),
-            dtype="float32",
-            trainable=False,
-            name="blend_delta_g",
-        )
-        self.blend_delta_g_se = self.add_weight(
-            shape=(num_heads,),
-            initializer=keras.initializers.Constant(np.nan),
-            dtype="float32",
-            trainable=False,
-            name="blend_delta_g_se",
-        )
-        self.blend_delta_o_se = self.add_weight(
-            shape=(num_heads,),
-            initializer=keras.initializers.Constant(np.nan),
-            dtype="float32",
-            trainable=False,
-            name="blend_delta_o_se",
-        )
+        # Its figures per head (NaN until the first estimate).
+        for figure in ("delta_o", "delta_g", "delta_g_se", "delta_o_se"):
+            setattr(self, f"blend_{figure}", self.add_weight(
+                shape=(num_heads,),
+                initializer=keras.initializers.Constant(np.nan),
+                dtype="float32",
+                trainable=False,
+                name=f"blend_{figure}",
+            ))
         self.head_loss_trackers = [
             keras.metrics.Mean(name=f"{head}_loss") for head in self.head_names
         ]

@@ -75,9 +75,11 @@ class GBlendCallback(keras.callbacks.Callback):
     train subset; see `kg.estimate_blend_weights`. The model's own weights
     and optimizer are untouched except for the blend weights.
 
-    Measurement noise: a head whose holdout gain `ΔG` is not above
-    `noise_z` bootstrap standard errors gets no weight, `|ΔO|` is never
-    taken below its standard error, and if no head's gain is clear the
+    Measurement noise (`ogr.updated_blend_weights`): a head whose holdout
+    gain `ΔG` is within `noise_z` bootstrap standard errors keeps its
+    weight, a head whose holdout loss clearly rose gets 0, and the heads
+    that clearly generalize share the rest by `ΔG / ΔO²`, with `|ΔO|` never
+    taken below its standard error; if no head's gain is clear, the
     previous weights are kept (with a warning). `smoothing` mixes each new
     estimate with the weights in use: `w <- (1 - smoothing) * w_new +
     smoothing * w_old`.

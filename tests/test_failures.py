@@ -202,3 +202,39 @@ def test_a_set_too_small_for_a_holdout_says_so(tmp_path):
     kg.datasets.make_av_digits(str(tmp_path / "tiny"), n=20, seed=0)
     with pytest.raises(ValueError, match=r"data_dir: .* G-Blend needs two or more"):
         kg.datasets.load_av_digits(str(tmp_path / "tiny"))
+
+
+def test_check_decodable_names_or_skips_a_truncated_jpeg(av_digits_dir, tmp_path):
+    from keras_gblend.data import layout as layout_lib
+    import keras_gblend as kg
+
+    data = _copy(av_digits_dir, tmp_path)
+    clips = layout_lib.read_split(kg.datasets.av_digits.layout(str(data)), "test")
+    frame = clips.frame_paths[2][1]
+    with open(frame, "r+b") as f:
+        f.truncate(200)  # JPEG magic intact: read_split's checks pass
+    clips = layout_lib.read_split(kg.datasets.av_digits.layout(str(data)), "test")
+    with pytest.raises(MediaError, match=f"frame {frame} does not decode"):
+        layout_lib.check_decodable(clips)
+    kept = layout_lib.check_decodable(clips, on_error="skip")
+    assert len(kept) == len(clips) - 1 and frame in kept.skipped[-1][1]
+
+
+def test_evaluate_finds_moved_data_with_data_dir(av_digits_dir, tmp_path):
+    data = _copy(av_digits_dir, tmp_path)
+    run = tmp_path / "run"
+    trained = _train("--dataset=av_digits", f"--data_dir={data}",
+                     "--method=naive", "--epochs=1", f"--model_dir={run}")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    lost = run_script("scripts", "evaluate.py", f"--model_dir={run}")
+    assert lost.returncode == 2
+    _one_line_error(lost, "--data_dir", "may have moved")
+    found = run_script("scripts", "evaluate.py", f"--model_dir={run}",
+                       f"--data_dir={moved}", "--top_k=2")
+    assert found.returncode == 0, found.stderr[-2000:]
+    report = json.load(open(run / "evaluation.json"))
+    metrics = json.load(open(run / "metrics.json"))
+    assert report["joint"]["top1"] == pytest.approx(
+        metrics["test_accuracy"]["joint"], abs=1e-6)

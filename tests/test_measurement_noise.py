@@ -58,3 +58,31 @@ def test_shape_errors_name_the_argument():
             values[0], values[1], values[2][:2], values[3][:2])
     with pytest.raises(ValueError, match="num_resamples"):
         measurement_noise.bootstrap_standard_errors(*values, num_resamples=1)
+
+
+def test_analytic_errors_of_one_and_two_examples():
+    start = np.array([[1.0, 2.0]])
+    end = np.array([[0.5, 2.5]])  # differences 0.5 and -0.5
+    g, o = measurement_noise.analytic_standard_errors(start, end, start, start)
+    # s = 0.7071 (ddof 1), SE = s / sqrt(2) = 0.5
+    np.testing.assert_allclose(g, [0.5])
+    np.testing.assert_allclose(o, [0.5])
+    g, o = measurement_noise.analytic_standard_errors(
+        start[:, :1], end[:, :1], start[:, :1], end[:, :1])
+    np.testing.assert_array_equal(g, [0.0])
+    assert g.shape == (1,)
+    # Three heads, one example each: zeros for every head.
+    three = np.ones((3, 1))
+    assert measurement_noise.analytic_standard_errors(
+        three, three, three, three)[0].shape == (3,)
+
+
+@pytest.mark.parametrize("bad, name", [(0, "holdout_start"), (1, "holdout_end"),
+                                        (2, "train_start"), (3, "train_end")])
+def test_every_argument_is_named_in_its_errors(bad, name):
+    values = [np.ones((2, 5)) for _ in range(4)]
+    values[bad] = np.ones((2, 0))
+    for function in (measurement_noise.bootstrap_standard_errors,
+                     measurement_noise.analytic_standard_errors):
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            function(*values)

@@ -179,3 +179,45 @@ def test_correlated_blend_errors():
         ogr.blend_weights_correlated([1.0, 1.0], np.eye(3))
     with pytest.raises(ogr.NoGeneralizationError):
         ogr.blend_weights_correlated([-1.0, -1.0], np.eye(2))
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: ogr.blend_weights([], [0.1]), "delta_g"),
+        (lambda: ogr.blend_weights([0.1], []), "delta_o"),
+        (lambda: ogr.blend_weights([0.1], [[0.1]]), "delta_o"),
+        (lambda: ogr.blend_weights([0.1, np.nan], [0.1, 0.1],
+                                   head_names=["a", "joint"]), "delta_g"),
+        (lambda: ogr.blend_weights([0.1, 0.1], [0.1, np.inf],
+                                   head_names=["a", "joint"]), "delta_o"),
+        (lambda: ogr.updated_blend_weights([], [0.1], [0.1]), "previous_weights"),
+        (lambda: ogr.updated_blend_weights([np.nan], [0.1], [0.1]),
+         "previous_weights"),
+        (lambda: ogr.blend_weights_correlated([], np.eye(1)),
+         "gradient_alignment"),
+        (lambda: ogr.blend_weights_correlated([np.nan, 1.0], np.eye(2)),
+         "gradient_alignment"),
+        (lambda: ogr.blend_weights_correlated([1.0, 1.0],
+                                              [[1.0, np.nan], [0.0, 1.0]]),
+         "overfitting_covariance"),
+    ],
+)
+def test_errors_name_the_argument(call, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        call()
+
+
+def test_non_finite_errors_name_the_head_and_value():
+    with pytest.raises(ValueError, match=r"head\(s\) \['joint'\]: \[nan\]"):
+        ogr.blend_weights([0.1, np.nan], [0.1, 0.1], head_names=["a", "joint"])
+    with pytest.raises(ValueError, match=r"head\(s\) \['index 1'\]"):
+        ogr.blend_weights([0.1, np.nan], [0.1, 0.1])
+
+
+def test_ogr_ratio_and_blend_accept_integer_inputs():
+    np.testing.assert_allclose(
+        ogr.overfitting_to_generalization_ratio([1, 3], [2, 4]), [0.5, 0.75])
+    np.testing.assert_allclose(ogr.blend_weights([1, 2], [1, 2]), [2 / 3, 1 / 3])
+    np.testing.assert_allclose(
+        ogr.blend_weights_correlated([1, 2], [[1, 0], [0, 2]]), [0.5, 0.5])

@@ -1,0 +1,211 @@
+"""Mutation testing of the core modules with mutmut (outside CI).
+
+mutmut (https://github.com/boxed/mutmut, maintained, pytest-native) makes
+small changes to the code, one at a time (an operator, a constant, an
+argument, a returned value), and runs the tests that exercise the changed
+function; a change the tests do not notice "survives". Chosen over
+cosmic-ray (needs a session database and a separate worker per mutant,
+slow with TensorFlow's import) and pytest-gremlins (young): mutmut 3 forks
+each mutant from a warm process (`process_isolation=forkserver`, needed
+with TensorFlow) and runs only the covering tests.
+
+This script copies the repository to a work folder, writes mutmut's
+settings for the requested modules, runs it with a time budget, and
+writes the report: mutants generated, killed, survived, and each survivor
+either listed as a gap or matched to a one-line reason it is equivalent
+(changes no behaviour), kept in `benchmarks/mutation_equivalents.json`.
+
+Not mutated (`do_not_mutate_patterns`): the text of error messages and
+warnings (lines that are only a string literal), and `print`/logging
+lines; tests check messages by the names and values they carry, and a
+reworded message is not an algorithmic mistake.
+
+Usage (needs `pip install -e ".[mutation]"`):
+    python benchmarks/mutation.py                       # every core module
+    python benchmarks/mutation.py --modules=ogr,holdout --budget_minutes=30
+
+A run stopped by its budget resumes where it stopped when started again
+with the same `--workdir` (mutmut keeps each mutant's result there; the
+sources and tests are refreshed, and mutmut re-checks what they changed).
+
+Writes benchmarks/results/mutation.{md,json}.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results_files import write_results  # noqa: E402
+
+FLAGS = flags.FLAGS
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+EQUIVALENTS = os.path.join(HERE, "mutation_equivalents.json")
+
+CORE_MODULES = ("ogr", "measurement_noise", "estimation", "gblend_callback",
+                "holdout", "ogm", "blended_model", "checkpointing", "answer")
+# Fast, in-process tests: mutmut maps each function to the ones that run it.
+TEST_FILES = ("test_ogr.py", "test_measurement_noise.py", "test_estimation.py",
+              "test_gblend_callback.py", "test_invariants.py",
+              "test_holdout.py", "test_ogm.py", "test_blended_model.py",
+              "test_checkpointing.py", "test_answer.py", "test_bad_input.py",
+              "test_ogr_monitor.py", "test_fusion.py")
+DO_NOT_MUTATE = (
+    r"^\s*(?:[rRfF]{0,2})[\"'].*[\"']\)?,?\s*$",  # message text lines
+    r"^\s*(?:print|logging\.\w+|warnings\.warn)\(",
+)
+
+
+def define_flags():
+    flags.DEFINE_list("modules", list(CORE_MODULES),
+                      "keras_gblend modules to mutate.")
+    flags.DEFINE_integer("budget_minutes", 240, "Time budget of mutmut run.",
+                         lower_bound=1)
+    flags.DEFINE_integer("children", 2, "Parallel mutant workers.",
+                         lower_bound=1)
+    flags.DEFINE_string("workdir", os.path.join(REPO, "runs", "mutation"),
+                        "Work folder (kept between runs, so that a run "
+                        "resumes).")
+    flags.DEFINE_string("out", os.path.join(HERE, "results", "mutation"),
+                        "Output path without extension.")
+
+
+def settings(modules):
+    only = "\n".join(f"    keras_gblend/{m}.py" for m in modules)
+    tests = "\n".join(f"    tests/{t}" for t in TEST_FILES)
+    patterns = "\n".join(f"    {p}" for p in DO_NOT_MUTATE)
+    return (f"[mutmut]\nsource_paths=keras_gblend\nonly_mutate=\n{only}\n"
+            f"pytest_add_cli_args_test_selection=\n{tests}\n"
+            f"do_not_mutate_patterns=\n{patterns}\n"
+            "process_isolation=forkserver\nforkserver_warmup=none\n"
+            "use_git_change_detection=false\n")
+
+
+def changed_lines(diff):
+    """`(original, mutated)` code of a mutant's diff, whitespace-trimmed."""
+    removed = [l[1:].strip() for l in diff.splitlines()
+               if l.startswith("-") and not l.startswith("---")]
+    added = [l[1:].strip() for l in diff.splitlines()
+             if l.startswith("+") and not l.startswith("+++")]
+    return " / ".join(removed), " / ".join(added)
+
+
+def equivalence_reason(name, diff, equivalents):
+    """The recorded reason a survivor changes no behaviour, if any."""
+    module = name.split(".x_")[0].split(".")[-1]
+    original, mutated = changed_lines(diff)
+    for entry in equivalents:
+        if (entry["module"] == module and entry["original"] == original
+                and entry["mutated"] == mutated):
+            return entry["reason"]
+    return None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    unknown = sorted(set(FLAGS.modules) - set(CORE_MODULES))
+    if unknown:
+        raise app.UsageError(f"--modules: unknown {unknown}; core modules "
+                             f"are {list(CORE_MODULES)}.")
+    if shutil.which("mutmut") is None:
+        raise app.UsageError("mutmut is not installed: pip install -e "
+                             "\".[mutation]\".")
+    equivalents = json.load(open(EQUIVALENTS)) if os.path.isfile(
+        EQUIVALENTS) else []
+    work = os.path.abspath(FLAGS.workdir)
+    os.makedirs(work, exist_ok=True)
+    for folder in ("keras_gblend", "tests"):
+        # Refresh the sources and tests; mutmut's own state (mutants/) stays.
+        shutil.rmtree(os.path.join(work, folder), ignore_errors=True)
+        shutil.copytree(os.path.join(REPO, folder), os.path.join(work, folder),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "pytest.ini", "README.md"):
+        shutil.copy(os.path.join(REPO, name), work)
+    with open(os.path.join(work, "setup.cfg"), "w") as f:
+        f.write(settings(FLAGS.modules))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start = time.perf_counter()
+    try:
+        subprocess.run(["mutmut", "run", "--max-children",
+                        str(FLAGS.children)], cwd=work, env=env,
+                       timeout=60 * FLAGS.budget_minutes,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        finished = True
+    except subprocess.TimeoutExpired:
+        finished = False
+    minutes = (time.perf_counter() - start) / 60
+    listing = subprocess.run(["mutmut", "results", "--all", "true"],
+                             cwd=work, env=env, capture_output=True,
+                             text=True).stdout
+    statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, re.M))
+    survivors = []
+    for name, status in statuses.items():
+        if status != "survived":
+            continue
+        diff = subprocess.run(["mutmut", "show", name], cwd=work, env=env,
+                              capture_output=True, text=True).stdout
+        original, mutated = changed_lines(diff)
+        survivors.append({
+            "mutant": name, "original": original, "mutated": mutated,
+            "equivalent": equivalence_reason(name, diff, equivalents)})
+    rows = []
+    for module in FLAGS.modules:
+        mine = {n: s for n, s in statuses.items()
+                if n.startswith(f"keras_gblend.{module}.")}
+        counts = {}
+        for status in mine.values():
+            counts[status] = counts.get(status, 0) + 1
+        own = [s for s in survivors
+               if s["mutant"].startswith(f"keras_gblend.{module}.")]
+        equivalent = sum(1 for s in own if s["equivalent"])
+        killed = counts.get("killed", 0) + counts.get("timeout", 0)
+        gaps = len(own) - equivalent
+        rows.append({
+            "module": module, "generated": len(mine), "killed": killed,
+            "survived": len(own), "equivalent": equivalent, "gaps": gaps,
+            "not_checked": len(mine) - killed - len(own),
+            "kill_rate": killed / (killed + gaps) if killed + gaps else None,
+        })
+    total_killed = sum(r["killed"] for r in rows)
+    total_gaps = sum(r["gaps"] for r in rows)
+    lines = ["# Mutation testing (mutmut)", "",
+             f"`python benchmarks/mutation.py --modules="
+             f"{','.join(FLAGS.modules)}`: {minutes:.0f} min on "
+             f"{os.cpu_count()} cores, {FLAGS.children} workers"
+             + ("" if finished else " (stopped by the time budget)") + ". "
+             "Kill rate = killed / (killed + survivors not shown equivalent).",
+             "", "| module | mutants | killed | survived | of which "
+             "equivalent | not checked | kill rate |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rate = "—" if r["kill_rate"] is None else f"{100 * r['kill_rate']:.1f}%"
+        lines.append(f"| {r['module']} | {r['generated']} | {r['killed']} | "
+                     f"{r['survived']} | {r['equivalent']} | "
+                     f"{r['not_checked']} | {rate} |")
+    if total_killed + total_gaps:
+        lines += ["", f"All: {total_killed} killed, {total_gaps} non-equivalent "
+                  f"survivors: {100 * total_killed / (total_killed + total_gaps):.1f}% "
+                  "of the non-equivalent mutants killed."]
+    lines += ["", "## Survivors", "",
+              "| mutant | original → mutated | equivalent because |",
+              "|---|---|---|"]
+    for s in sorted(survivors, key=lambda s: s["mutant"]):
+        lines.append(f"| `{s['mutant']}` | `{s['original']}` → "
+                     f"`{s['mutated']}` | {s['equivalent'] or '**gap**'} |")
+    text = "\n".join(lines)
+    print(text)
+    write_results(FLAGS.out, text, {"modules": rows, "survivors": survivors,
+                                    "minutes": minutes, "finished": finished})
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
