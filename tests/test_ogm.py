@@ -318,3 +318,22 @@ def test_hand_built_model_with_named_encoder_layers():
     # One step, scored from the uni-modal heads (no per-modality logits).
     assert history.history["ogm/ratio/a"][0] == pytest.approx(
         float(scores[0] / scores[1]), rel=1e-5)
+
+
+def test_film_fusion_scores_heads_that_are_trained_at_weight_zero():
+    # FiLM cannot be split into per-modality logits: OGM-GE scores the
+    # uni-modal heads. Under blend_scope="shared" they learn as probes even
+    # with blend weight 0; under "all" they would keep their initial weights.
+    x, y = toy_data(n=96)
+    for scope, learns in (("shared", True), ("all", False)):
+        model = toy_model(fusion="film", blend_scope=scope,
+                          modulation=kg.OGMGE(alpha=0.5, noise=False))
+        model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
+                      loss_weights=[0.0, 0.0, 1.0], metrics=["accuracy"])
+        kernel = model.get_layer("a_head").kernel
+        start = kernel.numpy().copy()
+        model.fit(x, y, batch_size=16, epochs=5, verbose=0)
+        assert (not np.array_equal(start, kernel.numpy())) == learns
+        if learns:
+            scores = model.evaluate(x, y, return_dict=True, verbose=0)
+            assert scores["a_accuracy"] > 0.8  # a carries the class
