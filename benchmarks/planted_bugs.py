@@ -42,8 +42,9 @@ BUGS = {
     "train_subset_is_holdout": (
         "the train subset T' replaced by the holdout V (ΔO ≡ 0)",
         "keras_gblend/estimation.py",
-        "    subset_ds = train_subset_dataset(\n",
-        "    subset_ds = holdout_ds if True else train_subset_dataset(\n",
+        "        self._train_subset = train_subset_dataset(\n",
+        "        self._train_subset = self._holdout if True else "
+        "train_subset_dataset(\n",
         ["tests/test_invariants.py::"
          "test_estimate_measures_train_start_on_the_train_subset"]),
     "clones_keep_modulation": (
@@ -134,6 +135,30 @@ BUGS = {
         "",
         ["tests/test_blended_model.py::"
          "test_shared_scope_gradients_match_a_hand_computation"]),
+    "estimation_fraction_ignored": (
+        "estimation clones train on all the training data whatever "
+        "estimation_fraction says",
+        "keras_gblend/estimation.py",
+        "train, self.estimation_fraction, seed, model.num_classes",
+        "train, 1.0, seed, model.num_classes",
+        ["tests/test_estimation_subset.py::test_clones_train_only_on_the_"
+         "subset_the_same_at_every_estimate_and_resume"]),
+    "kept_clone_optimizer_not_reset": (
+        "a kept clone starts its next estimate with the optimizer state "
+        "of the last one",
+        "keras_gblend/estimation.py",
+        "            variable.assign(value)\n",
+        "            pass\n",
+        ["tests/test_estimation_subset.py::"
+         "test_kept_clones_estimate_exactly_as_fresh_clones"]),
+    "kept_clone_schedule_not_continued": (
+        "a kept clone's learning-rate schedule does not continue from the "
+        "model's current step",
+        "keras_gblend/estimation.py",
+        "        _continue_learning_rate(model.optimizer, clone.optimizer)\n",
+        "",
+        ["tests/test_estimation_subset.py::"
+         "test_kept_clones_estimate_exactly_as_fresh_clones"]),
 }
 
 

@@ -3,18 +3,21 @@ one run (interleaved repeats, median):
 
 1. OGM-GE train step vs Keras's own train step, on the same conv
    late-fusion model and data, graph (tf.function) and XLA;
-2. online G-Blend's total `fit` time vs naive training (UCI fac+mor, the
-   `scripts/train.py` defaults);
+2. online G-Blend's total `fit` time vs naive training (UCI fac+mor at the
+   `scripts/train.py` defaults, and AV-digits with `--av_digits_dir`), on
+   all the training data and at the default `estimation_fraction`, with
+   where the estimates' time goes;
 3. G-Blend estimation (Algorithm 1) with the uni-modal heads fused into one
    clone vs one clone per head, for k = 2, 3 and 6 UCI views.
 
 Usage:
-    python benchmarks/speed.py            # ~12 min on 2 CPU cores
+    python benchmarks/speed.py --av_digits_dir=/tmp/avd  # ~25 min, 2 cores
     python benchmarks/speed.py --steps=5 --repeats=1 --epochs=3 --view_sets=fac,mor
 
 Writes benchmarks/results/speed.{md,json}.
 """
 
+import json
 import os
 import sys
 import time
@@ -30,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_gblend import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
-from keras_gblend import experiment  # noqa: E402
+from keras_gblend import estimation, experiment  # noqa: E402
 from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -45,8 +48,19 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
     flags.DEFINE_integer("epochs", 40, "G-Blend online vs naive: epochs.",
                          lower_bound=1)
-    flags.DEFINE_integer("fit_repeats", 1, "G-Blend online vs naive: "
-                         "interleaved repeats.", lower_bound=1)
+    flags.DEFINE_integer("fit_repeats", 3, "G-Blend online vs naive on "
+                         "UCI: interleaved repeats (median taken).",
+                         lower_bound=1)
+    flags.DEFINE_string("av_digits_dir", None,
+                        "G-Blend online vs naive: an AV-digits folder "
+                        "(scripts/make_av_digits.py --n 2000) to compare on "
+                        "as well.")
+    flags.DEFINE_integer("av_digits_epochs", 20,
+                         "G-Blend online vs naive: AV-digits epochs.",
+                         lower_bound=1)
+    flags.DEFINE_integer("av_digits_fit_repeats", 1,
+                         "G-Blend online vs naive on AV-digits: interleaved "
+                         "repeats.", lower_bound=1)
     flags.DEFINE_integer("estimation_epochs", 5,
                          "Estimation: epochs each clone trains.", lower_bound=1)
     flags.DEFINE_multi_string(
@@ -153,37 +167,93 @@ def ogm_step_times():
     return rows, lines
 
 
+def online_settings():
+    """(title, repeats, ExperimentConfig keyword arguments) of each
+    online-vs-naive comparison: UCI fac+mor at the train.py defaults, and
+    AV-digits (2,000 clips) at the accuracy benchmark's settings."""
+    settings = [("UCI fac+mor", FLAGS.fit_repeats, {"epochs": FLAGS.epochs})]
+    if FLAGS.av_digits_dir:
+        settings.append((
+            f"AV-digits ({av_digits_size(FLAGS.av_digits_dir)} clips)",
+            FLAGS.av_digits_fit_repeats,
+            {"dataset": "av_digits", "data_dir": FLAGS.av_digits_dir,
+             "epochs": FLAGS.av_digits_epochs, "learning_rate": 0.05,
+             "lr_schedule": "cosine"}))
+    return settings
+
+
+def av_digits_size(data_dir):
+    with open(os.path.join(data_dir, "meta.json")) as f:
+        return json.load(f)["n"]
+
+
 def online_vs_naive_times():
-    """Rows of `fit` wall time: online G-Blend and naive training."""
-    methods = ("naive", "gblend_online")
-    times = {method: [] for method in methods}
-    accuracy = {method: [] for method in methods}
-    for _ in range(FLAGS.fit_repeats):
-        for method in methods:
-            result = experiment.run_experiment(experiment.ExperimentConfig(
-                method=method, epochs=FLAGS.epochs,
-                batch_size=FLAGS.batch_size, verbose=0))
-            times[method].append(result["wall_time_s"])
-            accuracy[method].append(result["test_accuracy"]["joint"])
-    base = np.median(times["naive"])
-    rows = [{"method": method, "fit_s": float(np.median(times[method])),
-             "ratio_to_naive": float(np.median(times[method]) / base),
-             "joint_test_accuracy": float(np.mean(accuracy[method]))}
-            for method in methods]
+    """Rows of `fit` wall time: naive training, online G-Blend on all the
+    training data and at the default `estimation_fraction`, with where
+    the estimates' time went."""
+    default = experiment.ExperimentConfig().estimation_fraction
+    variants = [("naive", 1.0), ("gblend_online", 1.0)]
+    if default != 1.0:
+        variants.append(("gblend_online", default))
+    rows = []
+    for title, repeats, kwargs in online_settings():
+        runs = {variant: [] for variant in variants}
+        for _ in range(repeats):
+            for method, fraction in variants:
+                runs[(method, fraction)].append(experiment.run_experiment(
+                    experiment.ExperimentConfig(
+                        method=method, estimation_fraction=fraction,
+                        batch_size=FLAGS.batch_size, verbose=0, **kwargs)))
+        base = np.median([r["wall_time_s"] for r in runs[variants[0]]])
+        for (method, fraction), results in runs.items():
+            fit_s = float(np.median([r["wall_time_s"] for r in results]))
+            phases = {
+                phase: float(np.median([
+                    sum(t[phase] for t in r["estimation_timings"])
+                    for r in results]))
+                for phase in ("subset",) + estimation.SECONDS}
+            rows.append({
+                "setting": title, "method": method, "repeats": repeats,
+                "estimation_fraction": fraction if method != "naive" else None,
+                "estimates": len(results[0]["estimation_timings"]),
+                "fit_s": fit_s, "ratio_to_naive": fit_s / base,
+                "estimation_s": sum(phases.values()), **{
+                    f"{phase}_s": value for phase, value in phases.items()},
+                "joint_test_accuracy": float(np.mean(
+                    [r["test_accuracy"]["joint"] for r in results])),
+            })
+            print(rows[-1], flush=True)
     defaults = experiment.ExperimentConfig()
     lines = ["## Online G-Blend vs naive training", "",
-             f"UCI fac+mor, {FLAGS.epochs} epochs, batch {FLAGS.batch_size}, "
-             f"SGD; online G-Blend at the defaults: estimates at epoch "
+             f"Online G-Blend at the paper's schedule (estimates at epoch "
              f"{defaults.warmup_epochs}, then after a first super-epoch of "
-             f"{defaults.first_super_epoch} and every {defaults.super_epoch}, "
-             "each training two clones for the super-epoch it estimates. "
-             f"`fit` wall time, median of {FLAGS.fit_repeats} interleaved "
-             "run(s).", "",
-             "| method | fit (s) | ratio to naive | joint test accuracy |",
-             "|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['fit_s']:.1f} | "
-              f"{r['ratio_to_naive']:.2f} | {100 * r['joint_test_accuracy']:.1f} |"
-              for r in rows]
+             f"{defaults.first_super_epoch} and every {defaults.super_epoch}; "
+             "each estimate trains two clones, uni-modal heads fused and the "
+             "joint head, for the super-epoch it is for), on all the "
+             f"training data and on the default estimation fraction "
+             f"({default:g}). UCI fac+mor: {FLAGS.epochs} epochs, SGD 0.01; "
+             f"AV-digits: {FLAGS.av_digits_epochs} epochs, SGD 0.05 cosine; "
+             f"batch {FLAGS.batch_size}. `fit` wall time (includes the "
+             "estimates and a validation pass per epoch), median of "
+             f"{FLAGS.fit_repeats} interleaved runs on UCI and "
+             f"{FLAGS.av_digits_fit_repeats} on AV-digits; the estimates' time "
+             "per phase: drawing the subset, building or reloading the "
+             "clones, training them, the per-example measurements on V and "
+             "T', the bootstrap and blend.", "",
+             "| setting | method | fraction | fit (s) | ratio to naive | "
+             "estimates | estimation (s) | subset | clones | training | "
+             "measuring | bootstrap | joint test accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fraction = ("" if r["estimation_fraction"] is None
+                    else f"{r['estimation_fraction']:g}")
+        lines.append(
+            f"| {r['setting']} | {r['method']} | {fraction} | "
+            f"{r['fit_s']:.1f} | {r['ratio_to_naive']:.2f} | "
+            f"{r['estimates']} | {r['estimation_s']:.1f} | "
+            + " | ".join(f"{r[f'{p}_s']:.2f}" for p in
+                         ("subset",) + estimation.SECONDS)
+            + f" | {100 * r['joint_test_accuracy']:.1f} |")
     return rows, lines
 
 
@@ -257,6 +327,11 @@ def main(argv):
         unknown = set(view_set.split(",")) - set(kg.datasets.uci_multifeature.VIEWS)
         if unknown:
             raise app.UsageError(f"--view_sets: unknown views {sorted(unknown)}.")
+    if FLAGS.av_digits_dir and not os.path.isfile(
+            os.path.join(FLAGS.av_digits_dir, "meta.json")):
+        raise app.UsageError(
+            f"--av_digits_dir: {FLAGS.av_digits_dir} holds no AV-digits data; "
+            "make it with scripts/make_av_digits.py --out DIR --n 2000.")
     results, lines = {}, [
         "# Speed: each method side by side with its baseline", "",
         f"CPU, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Keras "

@@ -17,7 +17,12 @@ from keras_gblend import (
 from keras_gblend.answer import Answer, select_answer
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.checkpointing import ResumableCheckpoint
-from keras_gblend.estimation import BlendEstimate, estimate_blend_weights
+from keras_gblend.estimation import (
+    BlendEstimate,
+    BlendEstimator,
+    estimate_blend_weights,
+)
+from keras_gblend.stratified_subset import estimation_subset
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout

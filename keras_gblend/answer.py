@@ -13,7 +13,6 @@ mix is never worse on the holdout's log-loss than the best head alone.
 import dataclasses
 from typing import Dict, Mapping, Optional, Sequence
 
-import keras
 import numpy as np
 
 from keras_gblend import input_data

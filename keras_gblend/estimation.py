@@ -12,21 +12,32 @@ the blend uses to tell a real gain from measurement noise.
 
 Uni-modal heads of a late-fusion network depend on disjoint variables, so
 training the *sum* of their losses trains each one exactly as if alone: all
-uni-modal heads share one clone run and the joint head gets a second. At
-most one clone is alive at a time; the real model and its optimizer are only
-read.
+uni-modal heads share one clone run and the joint head gets a second. The
+real model and its optimizer are only read.
+
+The clones may train on a fixed share of the training data
+(`estimation_fraction`, Supplementary A of the paper), and a
+`BlendEstimator` keeps them compiled between the estimates of one `fit`,
+so an online estimate costs the clones' training and little else.
 """
 
 import dataclasses
 import gc
 import math
+import time
 from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gblend import head_graph, input_data, measurement_noise, ogr
+from keras_gblend import (
+    head_graph,
+    input_data,
+    measurement_noise,
+    ogr,
+    stratified_subset,
+)
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.holdout import validate_holdout
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
@@ -34,6 +45,21 @@ from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 METRICS = ("loss", "accuracy")
 # `BlendEstimate` fields logged as `gblend/<field>/<head>`.
 LOGGED_FIGURES = ("delta_o", "delta_g", "ogr", "delta_g_se", "delta_o_se")
+# Where an estimate's time goes (`BlendEstimate.seconds`): building or
+# reloading clones, training them, the per-example measurements on `V` and
+# `T'`, and the bootstrap and blend.
+SECONDS = ("clones", "training", "measuring", "bootstrap")
+# Share of the training data the clones train on: the smallest subset of the
+# paper's Supplementary A (see README, "Estimation on a subset", for the
+# measurements behind it).
+DEFAULT_ESTIMATION_FRACTION = 0.25
+# Measurement passes predict on batches this many times the training batch
+# (prediction keeps no activations for a backward pass).
+MEASUREMENT_BATCHES = 4
+# Clones run this many steps per call into TensorFlow (same steps, same
+# order, same weights; fewer Python round trips: half the clones' time on
+# small models). Without a distribution strategy only.
+CLONE_STEPS_PER_EXECUTION = 16
 
 
 @dataclasses.dataclass
@@ -59,6 +85,8 @@ class BlendEstimate:
         previous_weights: the weights in use before the estimate; heads
             whose gain is within noise keep theirs (see
             `ogr.updated_blend_weights`).
+        seconds: wall time per phase (`SECONDS`, plus `"subset"` for a
+            one-shot `estimate_blend_weights`).
     """
 
     head_names: Tuple[str, ...]
@@ -76,6 +104,7 @@ class BlendEstimate:
     delta_o_se: Optional[np.ndarray] = None
     generalizing: Optional[np.ndarray] = None
     previous_weights: Optional[np.ndarray] = None
+    seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def weights_dict(self) -> Optional[Dict[str, float]]:
         """`{head: weight}`, or `None` (see `weights`)."""
@@ -97,21 +126,31 @@ class BlendEstimate:
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
 class _ContinuedSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """`schedule(step + offset)`: a schedule picked up at step `offset`."""
+    """`schedule(step + offset)`: a schedule picked up at step `offset`
+    (a variable, so a reused clone continues from a new step without
+    retracing)."""
 
     def __init__(self, schedule, offset: int):
         if isinstance(schedule, _ContinuedSchedule):  # continued twice
-            schedule, offset = schedule.schedule, schedule.offset + offset
+            schedule, offset = schedule.schedule, schedule.start + offset
         self.schedule = schedule
-        self.offset = offset
+        self.offset = tf.Variable(
+            int(offset), dtype=tf.int64, trainable=False, name="lr_offset"
+        )
+
+    @property
+    def start(self) -> int:
+        """The step the schedule continues from."""
+        return int(self.offset.numpy())
 
     def __call__(self, step):
-        return self.schedule(step + self.offset)
+        step = tf.convert_to_tensor(step)
+        return self.schedule(step + tf.cast(self.offset, step.dtype))
 
     def get_config(self):
         return {
             "schedule": keras.optimizers.schedules.serialize(self.schedule),
-            "offset": self.offset,
+            "offset": self.start,
         }
 
     @classmethod
@@ -158,12 +197,7 @@ def clone_blended_model(model: BlendedModel, custom_objects=None):
         with keras.saving.custom_object_scope(custom_objects or {}):
             clone = model.__class__.from_config(config)
         clone.set_weights(model.get_weights())
-    # Layers that cache tensors derived from their variables (e.g. an adapted
-    # `Normalization`) refresh them here, as `load_model` does.
-    for layer in _layers_recursively(clone):
-        finalize_state = getattr(layer, "finalize_state", None)
-        if finalize_state is not None:
-            finalize_state()
+    _refresh_cached_state(clone)
     return clone
 
 
@@ -176,15 +210,39 @@ def _compile_clone(model, clone, train_heads):
             loss_weights=mask,
             jit_compile=model.jit_compile,
             run_eagerly=model.run_eagerly,
+            steps_per_execution=_clone_steps_per_execution(model),
         )
 
 
-def per_example_values(model, dataset, heads, metric) -> np.ndarray:
+def _clone_steps_per_execution(model) -> int:
+    """Steps per call for a clone: `CLONE_STEPS_PER_EXECUTION` without a
+    distribution strategy (Keras's multi-step loop does not run under
+    tf.distribute strategies here), else the model's own."""
+    if model.run_eagerly or not _is_default_strategy(model.distribute_strategy):
+        return model.steps_per_execution
+    return max(CLONE_STEPS_PER_EXECUTION, model.steps_per_execution)
+
+
+def _is_default_strategy(strategy) -> bool:
+    return type(strategy).__name__ == "_DefaultDistributionStrategy"
+
+
+def per_example_values(
+    model, dataset, heads, metric, targets=None
+) -> np.ndarray:
     """Each head's loss (or error, `metric="accuracy"`) on every example of
     a batched `dataset`, in its order: one `predict` pass for all heads.
 
     The mean over examples is what `evaluate` reports as `<head>_loss`
     (sample weights included, regularization excluded).
+
+    Args:
+        model: a compiled `BlendedModel`.
+        dataset: a batched dataset in a fixed order.
+        heads: heads to report.
+        metric: `"loss"` or `"accuracy"`.
+        targets: `input_data.targets_of(dataset)` if already known (saves a
+            pass over the dataset).
 
     Returns:
         float64 array `(len(heads), examples)`.
@@ -193,7 +251,7 @@ def per_example_values(model, dataset, heads, metric) -> np.ndarray:
         FloatingPointError: a non-finite value, naming the heads.
     """
     predictions = model.predict(dataset, verbose=0)
-    y, sample_weight = input_data.targets_of(dataset)
+    y, sample_weight = targets or input_data.targets_of(dataset)
     if metric == "loss":
         per_head = model.per_example_losses(y, predictions, sample_weight)
     else:
@@ -274,12 +332,335 @@ def estimation_groups(model: BlendedModel, fused: Optional[bool]):
     return [(head,) for head in model.head_names], False
 
 
+class BlendEstimator:
+    """Repeated G-Blend estimation for one model and one training set.
+
+    What does not change between estimates is prepared once: the
+    estimation subset (`estimation_fraction` of the training data,
+    stratified and seeded: `kg.estimation_subset`), the train subset `T'`
+    drawn from it, the holdout pipeline, and, with `keep_clones=True`, one
+    compiled clone, whose training and prediction functions are traced
+    once: it serves every estimation group (a group is only its loss mask,
+    a variable) and every estimate, reloaded each time with the model's
+    current weights and a reset optimizer, so it measures exactly what a
+    freshly built clone would.
+
+    Args:
+        model: a compiled `BlendedModel`; only read.
+        train: training data `T`: `(x, y)` arrays or a batched dataset.
+        holdout: holdout `V`, same forms as `train`.
+        estimation_fraction: share of `T` (per class) the clones train on,
+            in (0, 1].
+        metric: `"loss"` or `"accuracy"` (then OGR uses error `1 - acc`).
+        train_subset: an explicit `T'`; default: `train_subset_fraction`
+            of `T`, drawn from the estimation subset (all of it when the
+            subset is smaller), fixed for every estimate.
+        train_subset_fraction: size of the default `T'` as a share of `T`.
+        batch_size: batch size of the clones' training (default: a batched
+            dataset's own, else 32).
+        fused: see `estimation_groups`.
+        seed: seed of the estimation subset and of `T'`.
+        keep_clones: keep one compiled clone for every group and estimate
+            (faster; holds one copy of the model). `False` builds a clone
+            per group at every estimate and frees each after use.
+        custom_objects: custom layers needed to clone the model.
+
+    Example:
+
+    ```python
+    estimator = kg.BlendEstimator(model, (x, y), holdout,
+                                  estimation_fraction=0.25)
+    first = estimator.estimate(epochs=5)
+    ```
+    """
+
+    def __init__(
+        self,
+        model: BlendedModel,
+        train,
+        holdout,
+        estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION,
+        metric: str = "loss",
+        train_subset=None,
+        train_subset_fraction: float = 0.25,
+        batch_size: Optional[int] = None,
+        fused: Optional[bool] = None,
+        seed: Optional[int] = 0,
+        keep_clones: bool = True,
+        custom_objects=None,
+    ):
+        if not isinstance(model, BlendedModel):
+            raise TypeError(
+                "G-Blend estimation needs a `kg.BlendedModel`; wrap a "
+                "functional model with `kg.as_blended_model`."
+            )
+        if not model.compiled or model.optimizer is None:
+            raise ValueError(
+                "Compile the model before estimating blend weights."
+            )
+        if metric not in METRICS:
+            raise ValueError(
+                f"`metric` must be one of {METRICS}, got {metric!r}."
+            )
+        self.estimation_fraction = stratified_subset.check_fraction(
+            estimation_fraction
+        )
+        train_subset_fraction = stratified_subset.check_fraction(
+            train_subset_fraction, "train_subset_fraction"
+        )
+        validate_holdout(holdout)
+        model.check_data(holdout, "The holdout")
+        model.check_data(train, "The training data")
+        if isinstance(train, tf.data.Dataset) and (
+            int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+        ):
+            raise ValueError(
+                "The training data repeats forever, so an estimation clone "
+                "cannot train `epochs` epochs on it; pass one epoch of data "
+                "(e.g. GBlendCallback(train=...))."
+            )
+        self.model = model
+        self.metric = metric
+        if batch_size is None and isinstance(train, tf.data.Dataset) and (
+                input_data.is_batched(train)):
+            batch_size = input_data.batch_size_of(train)  # the user's own
+        self.batch_size = batch_size or input_data.DEFAULT_BATCH_SIZE
+        self.seed = seed
+        self.keep_clones = bool(keep_clones)
+        self.custom_objects = custom_objects
+        self.groups, self.fused = estimation_groups(model, fused)
+        started = time.perf_counter()
+        subset = stratified_subset.estimation_subset(
+            train, self.estimation_fraction, seed, model.num_classes
+        )
+        if isinstance(subset, tf.data.Dataset) and subset is not train:
+            # Fills the cache: the subset is fixed from here on.
+            size = stratified_subset.subset_size(subset)
+            if size == 0:
+                raise ValueError(
+                    "The estimation subset holds no example: the training "
+                    "dataset is empty or `estimation_fraction` "
+                    f"{self.estimation_fraction:g} is too small for it."
+                )
+            subset = subset.apply(tf.data.experimental.assert_cardinality(size))
+            self._cached_examples = (subset, size)
+            subset = subset.batch(self.batch_size)
+        else:
+            self._cached_examples = None
+        self.subset = subset
+        self._holdout = input_data.dataset_factory(holdout, batch_size)()
+        self._train_subset = train_subset_dataset(
+            subset, train_subset,
+            min(1.0, train_subset_fraction / self.estimation_fraction),
+            batch_size, seed,
+        )
+        self._measured, self._train_subset_size = _measurement_passes(
+            self._train_subset, self._holdout,
+            MEASUREMENT_BATCHES * self.batch_size,
+        )
+        self._clones = {}
+        self.subset_seconds = time.perf_counter() - started
+
+    def _clone(self, group) -> BlendedModel:
+        """A compiled clone that trains `group`, holding the model's current
+        weights and a reset optimizer.
+
+        With `keep_clones`, one clone serves every group and every estimate:
+        the group is only its loss mask, a variable, so switching groups
+        retraces nothing."""
+        model = self.model
+        if not self._clones:
+            clone = clone_blended_model(model, self.custom_objects)
+            _compile_clone(model, clone, group)
+            with model.distribute_strategy.scope():
+                clone.optimizer.build(clone.trainable_variables)
+            if self.keep_clones:
+                initial_state = [keras.ops.convert_to_numpy(v)
+                                 for v in clone.optimizer.variables]
+                self._clones["all groups"] = (clone, initial_state)
+            return clone
+        clone, initial_state = self._clones["all groups"]
+        clone.set_weights(model.get_weights())
+        _refresh_cached_state(clone)
+        clone.set_blend_weights(
+            {h: float(h in group) for h in model.head_names}
+        )
+        for variable, value in zip(clone.optimizer.variables, initial_state):
+            variable.assign(value)
+        _continue_learning_rate(model.optimizer, clone.optimizer)
+        return clone
+
+    def estimate(
+        self,
+        epochs: int = 5,
+        seed: Optional[int] = None,
+        min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
+        noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
+        bootstrap_resamples: int = measurement_noise.DEFAULT_RESAMPLES,
+        previous_weights=None,
+        on_no_generalization: str = "raise",
+        verbose: int = 0,
+    ) -> BlendEstimate:
+        """Estimates blend weights from the model's current weights.
+
+        Args:
+            epochs: epochs `n` each clone trains.
+            seed: shuffle seed of array inputs and bootstrap seed (default:
+                the estimator's seed); `None` there keeps the array order.
+            min_delta_o, noise_z, bootstrap_resamples, previous_weights,
+                on_no_generalization, verbose: see `estimate_blend_weights`.
+
+        Returns:
+            A `BlendEstimate`; its `seconds` say where the time went.
+        """
+        if on_no_generalization not in ("raise", "keep"):
+            raise ValueError(
+                "`on_no_generalization` must be 'raise' or 'keep', got "
+                f"{on_no_generalization!r}."
+            )
+        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+            raise ValueError(f"`epochs` must be an integer >= 1, got {epochs}.")
+        if noise_z is not None and not (0 <= noise_z < math.inf):
+            raise ValueError(
+                f"`noise_z` must be >= 0 and finite, got {noise_z}."
+            )
+        seed = self.seed if seed is None else seed
+        model = self.model
+        seconds = dict.fromkeys(SECONDS, 0.0)
+        heads = list(model.head_names)
+        end_train, end_holdout = {}, {}
+        start_train = start_holdout = None
+        for group in self.groups:
+            started = time.perf_counter()
+            clone = self._clone(group)
+            seconds["clones"] += time.perf_counter() - started
+            if start_train is None:
+                started = time.perf_counter()
+                start_train, start_holdout = self._measure(clone, heads)
+                seconds["measuring"] += time.perf_counter() - started
+            started = time.perf_counter()
+            clone.fit(
+                self._train_batches(seed),
+                epochs=int(epochs),
+                shuffle=False,  # arrays are shuffled, seeded, in the dataset
+                verbose=verbose,
+                callbacks=[RaiseOnNonFiniteLoss(
+                    f"the estimation clone of head(s) {list(group)} (the "
+                    "model and its weights are unchanged)")],
+            )
+            seconds["training"] += time.perf_counter() - started
+            started = time.perf_counter()
+            on_train, on_holdout = self._measure(clone, group)
+            end_train.update(zip(group, on_train))
+            end_holdout.update(zip(group, on_holdout))
+            seconds["measuring"] += time.perf_counter() - started
+            del clone
+            if not self.keep_clones:
+                gc.collect()  # at most one clone alive at a time
+
+        started = time.perf_counter()
+        if previous_weights is None:
+            previous_weights = [model.blend_weights[h] for h in heads]
+        estimate = blend_estimate(
+            heads, start_holdout, start_train,
+            np.stack([end_holdout[h] for h in heads]),
+            np.stack([end_train[h] for h in heads]),
+            metric=self.metric, fused=self.fused, min_delta_o=min_delta_o,
+            noise_z=noise_z, bootstrap_resamples=bootstrap_resamples,
+            seed=seed, previous_weights=previous_weights,
+            on_no_generalization=on_no_generalization,
+        )
+        seconds["bootstrap"] = time.perf_counter() - started
+        estimate.seconds = seconds
+        return estimate
+
+    def _measure(self, clone, heads):
+        """`(on T', on V)`: per-example values of `heads`."""
+        values = np.concatenate([
+            per_example_values(clone, dataset, heads, self.metric, targets)
+            for dataset, targets in self._measured
+        ], axis=1)
+        size = self._train_subset_size
+        return values[:, :size], values[:, size:]
+
+    def _train_batches(self, seed):
+        """The subset in batches, shuffled each epoch with `seed` (the
+        same order for every group of an estimate); a dataset given in
+        full is used as it is."""
+        if self._cached_examples is not None:
+            examples, size = self._cached_examples
+            return examples.shuffle(
+                size, seed=seed, reshuffle_each_iteration=True
+            ).batch(self.batch_size)
+        return input_data.dataset_factory(
+            self.subset, self.batch_size, seed
+        )()
+
+    def release(self) -> None:
+        """Frees the kept clone."""
+        self._clones.clear()
+
+
+def _measurement_passes(train_subset, holdout, batch_size):
+    """`([(dataset, targets)], examples in T')`: what to predict on for
+    `T'` then `V`, in batches of `batch_size`, in one pass over both when
+    their elements match, else one each."""
+    def rebatched(dataset):
+        dataset = dataset.unbatch().batch(batch_size)
+        size = len(_first_labels(input_data.targets_of(dataset)))
+        return dataset.apply(tf.data.experimental.assert_cardinality(
+            input_data.num_batches(size, batch_size))), size
+
+    (train_subset, size), (holdout, holdout_size) = (
+        rebatched(d) for d in (train_subset, holdout))
+    if train_subset.element_spec == holdout.element_spec:
+        merged = train_subset.concatenate(holdout)
+        passes = [merged.apply(tf.data.experimental.assert_cardinality(
+            int(train_subset.cardinality()) + int(holdout.cardinality())))]
+    else:
+        passes = [train_subset, holdout]
+    return [(d, input_data.targets_of(d)) for d in passes], size
+
+
+def _first_labels(targets):
+    """The labels of the first head in `(y, sample_weight)`."""
+    return tf.nest.flatten(targets[0])[0]
+
+
+def _refresh_cached_state(model) -> None:
+    """Layers that cache tensors derived from their variables (e.g. an
+    adapted `Normalization`) refresh them, as `load_model` does."""
+    for layer in _layers_recursively(model):
+        finalize_state = getattr(layer, "finalize_state", None)
+        if finalize_state is not None:
+            finalize_state()
+
+
+def _continue_learning_rate(optimizer, clone_optimizer) -> None:
+    """Sets a reused clone optimizer's learning rate to the model's current
+    one (a schedule continues from the model's step)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    clone_inner = getattr(clone_optimizer, "inner_optimizer", clone_optimizer)
+    rate = clone_inner._learning_rate
+    if isinstance(rate, _ContinuedSchedule):
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        own = inner._learning_rate
+        rate.offset.assign(
+            step + (own.start if isinstance(own, _ContinuedSchedule) else 0)
+        )
+    else:
+        clone_inner.learning_rate = float(
+            keras.ops.convert_to_numpy(inner.learning_rate)
+        )
+
+
 def estimate_blend_weights(
     model: BlendedModel,
     train,
     holdout,
     epochs: int = 5,
     metric: str = "loss",
+    estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION,
     train_subset=None,
     train_subset_fraction: float = 0.25,
     batch_size: Optional[int] = None,
@@ -301,14 +682,17 @@ def estimate_blend_weights(
         holdout: holdout `V`, same forms as `train`.
         epochs: epochs `n` each clone trains.
         metric: `"loss"` or `"accuracy"` (then OGR uses error `1 - acc`).
+        estimation_fraction: share of `T` the clones train on: a fixed,
+            stratified, seeded subset (`kg.estimation_subset`); 1 trains
+            on all of `T`.
         train_subset: the train subset `T'`; default: a random
-            `train_subset_fraction` of `train` (the first batches of a
-            dataset), fixed for both checkpoints.
-        train_subset_fraction: size of the default `T'`.
+            `train_subset_fraction` of `T` drawn from the estimation subset
+            (the first batches of a dataset), fixed for both checkpoints.
+        train_subset_fraction: size of the default `T'`, as a share of `T`.
         batch_size: batch size for array inputs (default 32).
         fused: see `estimation_groups`.
-        seed: shuffle seed for array inputs (`None`: keep their order) and
-            for sampling `T'`.
+        seed: seed of the subsets, of the shuffles of array inputs (`None`:
+            keep their order) and of the bootstrap.
         min_delta_o: floor for `|delta_o|` (see `keras_gblend.ogr`).
         noise_z: a head's gain counts only if `delta_g > noise_z *
             SE(delta_g)`, and `|delta_o|` is never taken below
@@ -342,77 +726,21 @@ def estimate_blend_weights(
     model.set_blend_weights(estimate.weights_dict())
     ```
     """
-    if not isinstance(model, BlendedModel):
-        raise TypeError(
-            "estimate_blend_weights needs a `kg.BlendedModel`; wrap a "
-            "functional model with `kg.as_blended_model`."
-        )
-    if not model.compiled or model.optimizer is None:
-        raise ValueError("Compile the model before estimating blend weights.")
-    if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {METRICS}, got {metric!r}.")
-    if on_no_generalization not in ("raise", "keep"):
-        raise ValueError(
-            "`on_no_generalization` must be 'raise' or 'keep', got "
-            f"{on_no_generalization!r}."
-        )
-    if int(epochs) < 1:
-        raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
-    if noise_z is not None and not (0 <= noise_z < math.inf):
-        raise ValueError(f"`noise_z` must be >= 0 and finite, got {noise_z}.")
-    validate_holdout(holdout)
-    model.check_data(holdout, "The holdout")
-    model.check_data(train, "The training data")
-    if isinstance(train, tf.data.Dataset) and (
-        int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
-    ):
-        raise ValueError(
-            "The training data repeats forever, so an estimation clone "
-            "cannot train `epochs` epochs on it; pass one epoch of data "
-            "(e.g. GBlendCallback(train=...))."
-        )
-    groups, fused = estimation_groups(model, fused)
-    make_train = input_data.dataset_factory(train, batch_size, seed)
-    holdout_ds = input_data.dataset_factory(holdout, batch_size)()
-    subset_ds = train_subset_dataset(
-        train, train_subset, train_subset_fraction, batch_size, seed
+    estimator = BlendEstimator(
+        model, train, holdout, estimation_fraction=estimation_fraction,
+        metric=metric, train_subset=train_subset,
+        train_subset_fraction=train_subset_fraction, batch_size=batch_size,
+        fused=fused, seed=seed, keep_clones=False,
+        custom_objects=custom_objects,
     )
-
-    heads = list(model.head_names)
-    end_train, end_holdout = {}, {}
-    start_train = start_holdout = None
-    for group in groups:
-        clone = clone_blended_model(model, custom_objects)
-        _compile_clone(model, clone, group)
-        if start_train is None:
-            start_train = per_example_values(clone, subset_ds, heads, metric)
-            start_holdout = per_example_values(clone, holdout_ds, heads, metric)
-        clone.fit(
-            make_train(),
-            epochs=int(epochs),
-            shuffle=False,  # arrays are shuffled, seeded, in the dataset
-            verbose=verbose,
-            callbacks=[RaiseOnNonFiniteLoss(
-                f"the estimation clone of head(s) {list(group)} (the model "
-                "and its weights are unchanged)")],
-        )
-        for dataset, ends in ((subset_ds, end_train), (holdout_ds, end_holdout)):
-            values = per_example_values(clone, dataset, group, metric)
-            ends.update(zip(group, values))
-        del clone
-        gc.collect()
-
-    train_end = np.stack([end_train[h] for h in heads])
-    holdout_end = np.stack([end_holdout[h] for h in heads])
-    if previous_weights is None:
-        previous_weights = [model.blend_weights[h] for h in heads]
-    return blend_estimate(
-        heads, start_holdout, start_train, holdout_end, train_end,
-        metric=metric, fused=fused, min_delta_o=min_delta_o,
-        noise_z=noise_z, bootstrap_resamples=bootstrap_resamples, seed=seed,
+    estimate = estimator.estimate(
+        epochs, seed=seed, min_delta_o=min_delta_o, noise_z=noise_z,
+        bootstrap_resamples=bootstrap_resamples,
         previous_weights=previous_weights,
-        on_no_generalization=on_no_generalization,
+        on_no_generalization=on_no_generalization, verbose=verbose,
     )
+    estimate.seconds["subset"] = estimator.subset_seconds
+    return estimate
 
 
 def blend_estimate(

@@ -25,7 +25,10 @@ from keras_gblend.answer import select_answer
 from keras_gblend.blended_model import BLEND_SCOPES, BlendedModel
 from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
 from keras_gblend.encoders import frames_encoder, spectrogram_encoder
-from keras_gblend.estimation import train_subset_dataset
+from keras_gblend.estimation import (
+    DEFAULT_ESTIMATION_FRACTION,
+    train_subset_dataset,
+)
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
@@ -96,6 +99,7 @@ class ExperimentConfig:
     first_super_epoch: int = 10
     super_epoch: int = 5
     estimation_epochs: Optional[int] = None
+    estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION
     gblend_metric: str = "loss"
     noise_z: Optional[float] = 2.0
     smoothing: float = 0.0
@@ -182,6 +186,10 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be >= 1.")
         if self.warmup_epochs < 0:
             raise ValueError("warmup_epochs must be >= 0.")
+        if not 0 < self.estimation_fraction <= 1:
+            raise ValueError(
+                f"estimation_fraction must be in (0, 1], got "
+                f"{self.estimation_fraction}.")
         if self.blend_scope not in BLEND_SCOPES:
             raise ValueError(
                 f"blend_scope must be one of {BLEND_SCOPES}, got "
@@ -608,24 +616,25 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         model_dir = os.path.join(model_dir, f"_{task.task_type}_{task.task_id}")
     # First: a diverged epoch is never checkpointed.
     callbacks = [RaiseOnNonFiniteLoss("the model")]
+    gblend = None
     if config.gblend_mode:
-        callbacks.append(
-            GBlendCallback(
-                holdout,
-                mode=config.gblend_mode,
-                warmup_epochs=config.warmup_epochs,
-                first_super_epoch=config.first_super_epoch,
-                super_epoch=config.super_epoch,
-                estimation_epochs=config.estimation_epochs,
-                metric=config.gblend_metric,
-                noise_z=config.noise_z,
-                smoothing=config.smoothing,
-                train=train,
-                batch_size=config.batch_size,
-                seed=config.seed,
-                verbose=config.verbose,
-            )
+        gblend = GBlendCallback(
+            holdout,
+            mode=config.gblend_mode,
+            warmup_epochs=config.warmup_epochs,
+            first_super_epoch=config.first_super_epoch,
+            super_epoch=config.super_epoch,
+            estimation_epochs=config.estimation_epochs,
+            estimation_fraction=config.estimation_fraction,
+            metric=config.gblend_metric,
+            noise_z=config.noise_z,
+            smoothing=config.smoothing,
+            train=train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            verbose=config.verbose,
         )
+        callbacks.append(gblend)
     if config.ogr_monitor:
         callbacks.append(
             OGRMonitor(
@@ -686,7 +695,8 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         raise
     wall_time = time.perf_counter() - start
     return _results(config, model, model_dir, holdout, test, history,
-                    wall_time, initial_epoch)
+                    wall_time, initial_epoch,
+                    gblend.timings if gblend is not None else [])
 
 
 def _raise_naming_bad_media(config: ExperimentConfig, error) -> None:
@@ -735,7 +745,7 @@ def _evaluate_finished_run(config, model, model_dir, saved_epochs, holdout,
 
 
 def _results(config, model, model_dir, holdout, test, history, wall_time,
-             initial_epoch) -> Dict:
+             initial_epoch, estimation_timings=()) -> Dict:
     """Evaluates `model` and writes `metrics.json` and `model.keras`."""
     scores = model.evaluate(*test, return_dict=True, verbose=0)
     answer = select_answer(model, holdout, batch_size=config.batch_size)
@@ -756,6 +766,8 @@ def _results(config, model, model_dir, holdout, test, history, wall_time,
             ),
         },
         "wall_time_s": wall_time,
+        # Per G-Blend estimate: its epoch and seconds per phase.
+        "estimation_timings": list(estimation_timings),
         "initial_epoch": initial_epoch,
         "history": {
             k: [float(v) for v in values] for k, values in history.items()

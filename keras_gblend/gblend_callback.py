@@ -10,10 +10,12 @@ import tensorflow as tf
 from keras_gblend import input_data, ogr
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.estimation import (
+    DEFAULT_ESTIMATION_FRACTION,
     LOGGED_FIGURES,
     METRICS,
-    estimate_blend_weights,
+    BlendEstimator,
 )
+from keras_gblend.stratified_subset import check_fraction
 from keras_gblend.holdout import validate_holdout
 
 MODES = ("offline", "online")
@@ -70,10 +72,15 @@ class GBlendCallback(keras.callbacks.Callback):
       0, 10, 15, 20, ... With `warmup_epochs > 0` the model first trains
       that many epochs with its compiled `loss_weights`.
 
-    Estimation trains throw-away clones on the `fit` training data (or on
-    `train=`) and measures each head on every example of `holdout` and of a
-    train subset; see `kg.estimate_blend_weights`. The model's own weights
-    and optimizer are untouched except for the blend weights.
+    Estimation trains clones on `estimation_fraction` of the `fit` training
+    data (or of `train=`): a stratified, seeded subset, the same at every
+    estimate and after a resume (`kg.estimation_subset`), and measures each
+    head on every example of `holdout` and of a train subset `T'` drawn
+    from the clones' subset; see `kg.estimate_blend_weights`. One clone is
+    built and compiled per `fit` and reloaded at each estimate
+    (`keep_clones`). The model's own weights and optimizer are untouched
+    except for the blend weights. `timings` lists, per estimate, where its
+    wall time went.
 
     Measurement noise (`ogr.updated_blend_weights`): a head whose holdout
     gain `ΔG` is within `noise_z` bootstrap standard errors keeps its
@@ -110,7 +117,11 @@ class GBlendCallback(keras.callbacks.Callback):
             be used for: the run's `epochs` offline, the coming super-epoch
             online.
         metric: `"loss"` or `"accuracy"` (OGR from error).
-        train_subset_fraction: size of the train subset `T'`, in (0, 1].
+        estimation_fraction: share of the training data, per class, the
+            clones train on, in (0, 1] (see README, "Estimation on a
+            subset").
+        train_subset_fraction: size of the train subset `T'` as a share of
+            the training data, in (0, 1] (capped at the clones' subset).
         train: training data for the clones; defaults to the `fit` data.
         batch_size: batch size for array data; defaults to `fit`'s.
         fused: fuse uni-modal heads in one clone run (`None`: when they
@@ -120,6 +131,9 @@ class GBlendCallback(keras.callbacks.Callback):
         noise_z: standard errors a gain must exceed to count; `None`
             ignores measurement noise.
         smoothing: in [0, 1): weight of the previous blend in each update.
+        keep_clones: keep one compiled clone for the whole `fit` (one copy
+            of the model, serving every estimation group); `False` builds
+            clones at each estimate and frees them after.
         verbose: 1 prints each estimate.
 
     Example:
@@ -141,6 +155,7 @@ class GBlendCallback(keras.callbacks.Callback):
         super_epoch: int = 5,
         estimation_epochs: Optional[int] = None,
         metric: str = "loss",
+        estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION,
         train_subset_fraction: float = 0.25,
         train=None,
         batch_size: Optional[int] = None,
@@ -149,6 +164,7 @@ class GBlendCallback(keras.callbacks.Callback):
         min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
         noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
         smoothing: float = 0.0,
+        keep_clones: bool = True,
         verbose: int = 1,
     ):
         super().__init__()
@@ -170,6 +186,7 @@ class GBlendCallback(keras.callbacks.Callback):
                 raise ValueError(
                     f"`{name}` must be an integer >= {low}, got {value!r}."
                 )
+        self.estimation_fraction = check_fraction(estimation_fraction)
         _check_range("train_subset_fraction", train_subset_fraction, 0, 1,
                      low_open=True)
         _check_range("min_delta_o", min_delta_o, 0, np.inf, low_open=True,
@@ -195,8 +212,11 @@ class GBlendCallback(keras.callbacks.Callback):
         self.min_delta_o = float(min_delta_o)
         self.noise_z = None if noise_z is None else float(noise_z)
         self.smoothing = float(smoothing)
+        self.keep_clones = bool(keep_clones)
         self.verbose = verbose
         self.last_estimate = None
+        self.timings = []
+        self._estimator = None
 
     def get_config(self) -> Dict[str, Any]:
         """Hyperparameters; the data (`holdout`, `train`) is not serialized:
@@ -208,6 +228,7 @@ class GBlendCallback(keras.callbacks.Callback):
             "super_epoch": self.super_epoch,
             "estimation_epochs": self.estimation_epochs,
             "metric": self.metric,
+            "estimation_fraction": self.estimation_fraction,
             "train_subset_fraction": self.train_subset_fraction,
             "batch_size": self.batch_size,
             "fused": self.fused,
@@ -215,6 +236,7 @@ class GBlendCallback(keras.callbacks.Callback):
             "min_delta_o": self.min_delta_o,
             "noise_z": self.noise_z,
             "smoothing": self.smoothing,
+            "keep_clones": self.keep_clones,
             "verbose": self.verbose,
         }
 
@@ -310,26 +332,47 @@ class GBlendCallback(keras.callbacks.Callback):
             data = tuple(input_data.take_rows(part, keep) for part in data)
         return data
 
+    def _blend_estimator(self) -> BlendEstimator:
+        """This fit's estimator: subset drawn and clones built at the first
+        estimate, reused at the next ones."""
+        if self._estimator is None:
+            fit_data = self.model.current_fit_data
+            self._estimator = BlendEstimator(
+                self.model,
+                self._training_data(),
+                self.holdout,
+                estimation_fraction=self.estimation_fraction,
+                metric=self.metric,
+                train_subset_fraction=self.train_subset_fraction,
+                batch_size=self.batch_size or (fit_data and fit_data.batch_size),
+                fused=self.fused,
+                seed=self.seed,
+                keep_clones=self.keep_clones,
+            )
+            self._subset_seconds = self._estimator.subset_seconds
+        return self._estimator
+
+    def on_train_end(self, logs=None):
+        if self._estimator is not None:
+            self._estimator.release()
+        self._estimator = None
+
     def on_epoch_begin(self, epoch, logs=None):
         if not self._estimation_due(epoch):
             return
-        fit_data = self.model.current_fit_data
-        batch_size = self.batch_size or (fit_data and fit_data.batch_size)
+        self._subset_seconds = 0.0
+        estimator = self._blend_estimator()
         total_epochs = (self.params or {}).get("epochs") or epoch + 1
-        estimate = estimate_blend_weights(
-            self.model,
-            self._training_data(),
-            self.holdout,
+        estimate = estimator.estimate(
             epochs=self.estimation_epochs
             or self.weights_used_for(epoch, total_epochs),
-            metric=self.metric,
-            train_subset_fraction=self.train_subset_fraction,
-            batch_size=batch_size,
-            fused=self.fused,
             seed=self.seed + epoch,
             min_delta_o=self.min_delta_o,
             noise_z=self.noise_z,
             on_no_generalization="keep",
+        )
+        self.timings.append(
+            {"epoch": epoch, "subset": self._subset_seconds, **estimate.seconds}
         )
         if estimate.weights is None:
             warnings.warn(

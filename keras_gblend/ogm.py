@@ -33,7 +33,7 @@ from keras import ops
 
 from keras_gblend import head_graph
 
-PARAMS = ("kernels", "all")
+PARAMS = ("kernels", "conv", "all")
 SCORE_SOURCES = ("auto", "fusion", "heads")
 NOISE_EPSILON = 1e-8
 
@@ -186,9 +186,10 @@ class OGMGE:
         end_epoch: last epoch (inclusive); `None`: no end. Reference: 50.
         modulation: apply the OGM coefficient (False: GE noise only).
         noise: add GE noise (False: OGM only).
-        params: `"kernels"`: only the encoders' kernels (variables of rank
-            >= 2; for convolutional encoders exactly the reference's choice of
-            convolution weights), `"all"`: every encoder variable.
+        params: which encoder variables are modulated: `"kernels"`: every
+            kernel (rank >= 2: convolution and Dense kernels); `"conv"`:
+            exactly the reference's set, 4-D variables only (Conv2D
+            kernels; an MLP encoder has none); `"all"`: every variable.
         score_source: `"fusion"`: split the joint logits (concat/sum fusion);
             `"heads"`: the uni-modal heads' logits; `"auto"`: fusion when the
             model exposes its per-modality logits, else heads.
@@ -316,12 +317,15 @@ def modulated_variable_groups(model, config: OGMGE) -> List[List]:
         ]
     if config.params == "kernels":
         groups = [[v for v in g if len(v.shape) >= 2] for g in groups]
+    elif config.params == "conv":
+        groups = [[v for v in g if len(v.shape) == 4] for g in groups]
     empty = [m for m, g in zip(model.modalities, groups) if not g]
     if empty:
         raise ValueError(
-            f"OGM-GE found no encoder variables for modality(ies) {empty}; "
-            "name them with `OGMGE(encoder_layers=...)` (or use "
-            "params='all' if the encoder has no kernels)."
+            f"OGM-GE found no encoder variables with params={config.params!r} "
+            f"for modality(ies) {empty}; name them with "
+            "`OGMGE(encoder_layers=...)`, or use params='kernels' (Dense "
+            "kernels too) or 'all' if the encoder has no such variables."
         )
     return groups
 

@@ -30,6 +30,9 @@ def define_flags():
     flags.DEFINE_list("views", list(defaults.views), "UCI views.")
     flags.DEFINE_integer("estimation_epochs", 5, "Epochs each clone trains.",
                          lower_bound=1)
+    flags.DEFINE_float("estimation_fraction", defaults.estimation_fraction,
+                       "Share of the training data (per class) the clones "
+                       "train on.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_enum("metric", "loss", ["loss", "accuracy"], "OGR quantity.")
     flags.DEFINE_float("noise_z", defaults.noise_z,
                        "A head's holdout gain counts only above this many "
@@ -58,6 +61,7 @@ def main(argv):
         method="gblend_offline", fusion=FLAGS.fusion,
         hidden_units=FLAGS.hidden_units, batch_size=FLAGS.batch_size,
         optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+        estimation_fraction=FLAGS.estimation_fraction,
         seed=FLAGS.seed, verbose=0)
     try:
         config.validate()
@@ -68,7 +72,8 @@ def main(argv):
     model = experiment.build_model(config, encoders(), num_classes)
     estimate = estimate_blend_weights(
         model, train, holdout, epochs=FLAGS.estimation_epochs,
-        metric=FLAGS.metric, batch_size=config.batch_size, seed=config.seed,
+        metric=FLAGS.metric, estimation_fraction=config.estimation_fraction,
+        batch_size=config.batch_size, seed=config.seed,
         noise_z=FLAGS.noise_z, on_no_generalization="keep")
     report = {
         "weights": estimate.weights_dict(),
@@ -79,6 +84,8 @@ def main(argv):
                           "delta_o_se", "generalizing")},
         "metric": FLAGS.metric,
         "estimation_epochs": FLAGS.estimation_epochs,
+        "estimation_fraction": config.estimation_fraction,
+        "seconds": estimate.seconds,
     }
     print(json.dumps(report, indent=2))
     if FLAGS.out:

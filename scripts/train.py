@@ -80,6 +80,10 @@ def define_flags():
                          "the paper: the epochs the weights are for: the "
                          "whole run offline, the super-epoch online).",
                          lower_bound=1)
+    flags.DEFINE_float("estimation_fraction", defaults.estimation_fraction,
+                       "Share of the training data (per class) the "
+                       "estimation clones train on.", lower_bound=0.0,
+                       upper_bound=1.0)
     flags.DEFINE_enum("gblend_metric", defaults.gblend_metric, ["loss", "accuracy"],
                       "Quantity OGR is measured on.")
     flags.DEFINE_float("noise_z", defaults.noise_z,
@@ -133,6 +137,7 @@ def config_from_flags() -> experiment.ExperimentConfig:
         first_super_epoch=FLAGS.first_super_epoch,
         super_epoch=FLAGS.super_epoch,
         estimation_epochs=FLAGS.estimation_epochs,
+        estimation_fraction=FLAGS.estimation_fraction,
         gblend_metric=FLAGS.gblend_metric,
         noise_z=FLAGS.noise_z,
         smoothing=FLAGS.smoothing,

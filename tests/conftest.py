@@ -100,3 +100,26 @@ def same_values(a, b, rel=1e-5):
         (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=rel)
         for u, v in zip(a, b)
     )
+
+
+def spy_estimates(monkeypatch):
+    """Every estimate a `GBlendCallback` makes: a dict with the training
+    data its estimator was built on (`train`) and the `estimate` call's
+    keyword arguments (`epochs`, `seed`, ...)."""
+    from keras_gblend import estimation
+
+    calls = []
+    real_init = estimation.BlendEstimator.__init__
+    real_estimate = estimation.BlendEstimator.estimate
+
+    def init(self, model, train, *args, **kwargs):
+        self._spied_train = train
+        real_init(self, model, train, *args, **kwargs)
+
+    def estimate(self, *args, **kwargs):
+        calls.append({"train": self._spied_train, **kwargs})
+        return real_estimate(self, *args, **kwargs)
+
+    monkeypatch.setattr(estimation.BlendEstimator, "__init__", init)
+    monkeypatch.setattr(estimation.BlendEstimator, "estimate", estimate)
+    return calls

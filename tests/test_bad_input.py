@@ -1,6 +1,5 @@
 """Bad input gets a clear error naming the problem, before any training."""
 
-import keras
 import numpy as np
 import pytest
 

@@ -6,6 +6,11 @@ import os
 from conftest import run_script
 
 
+def kg_default_fraction():
+    from keras_gblend import experiment
+    return experiment.ExperimentConfig().estimation_fraction
+
+
 def _run(script, *flags):
     return run_script("benchmarks", script, *flags)
 
@@ -22,8 +27,16 @@ def test_speed_benchmark_tiny(tmp_path):
         for variant in ("keras train_step", "blend_scope=shared",
                         "OGM (no noise)", "OGM-GE")]
     assert all(r["ms_per_step"] > 0 for r in report["ogm_step"])
-    assert [r["method"] for r in report["online_vs_naive"]] == [
-        "naive", "gblend_online"]
+    online = report["online_vs_naive"]
+    default = kg_default_fraction()
+    assert [(r["method"], r["estimation_fraction"]) for r in online] == [
+        ("naive", None), ("gblend_online", 1.0)] + (
+        [("gblend_online", default)] if default != 1.0 else [])
+    for row in online[1:]:  # one estimate (epoch 0), its time by phase
+        assert row["estimates"] == 1 and row["training_s"] > 0
+        assert row["estimation_s"] == sum(
+            row[f"{p}_s"] for p in ("subset", "clones", "training",
+                                    "measuring", "bootstrap"))
     estimation = report["estimation"]
     assert [(r["k"], r["separate_clones"]) for r in estimation] == [(2, 3), (3, 4)]
     # Fused and separate clones estimate the same weights.
@@ -33,6 +46,27 @@ def test_speed_benchmark_tiny(tmp_path):
 
     bad = _run("speed.py", "--view_sets=fac,rgb", f"--out={out}")
     assert bad.returncode != 0 and "--view_sets" in bad.stderr
+
+
+def test_subset_weights_benchmark_tiny(tmp_path):
+    out = tmp_path / "subset"
+    result = _run("subset_weights.py", "--settings=uci_fac_mor", "--seeds=0",
+                  "--fractions=0.5", "--estimation_epochs=1", f"--out={out}",
+                  f"--plot={tmp_path}/subset.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (setting,) = json.load(open(f"{out}.json"))
+    half, full, repeat = setting["rows"]
+    assert (half["fraction"], full["fraction"]) == (0.5, 1.0)
+    assert full["mean_abs_difference_to_full"] == 0.0
+    # The fraction reaches the estimate, and another shuffle seed alone
+    # moves the weights too: the noise floor.
+    assert half["mean_abs_difference_to_full"] > 0
+    assert repeat["mean_abs_difference_to_full"] > 0
+    assert os.path.getsize(f"{tmp_path}/subset.png") > 0
+
+    bad = _run("subset_weights.py", "--fractions=0,1", f"--out={out}2")
+    assert bad.returncode != 0 and "--fractions" in bad.stderr
+    assert not os.path.exists(f"{out}2.json")
 
 
 def test_accuracy_benchmark_tiny(tmp_path):

@@ -1,8 +1,6 @@
 import json
 import os
 import subprocess
-
-import pytest
 import sys
 
 HERE = os.path.dirname(__file__)

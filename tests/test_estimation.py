@@ -134,8 +134,10 @@ def test_estimation_from_a_dataset_matches_arrays_of_the_same_order():
         {k: v[:32] for k, v in train[0].items()},
         train[1][:32],
     )
+    # All the training data, in order: the same clone training either way.
     from_ds = kg.estimate_blend_weights(
-        model, train_ds, holdout_ds, epochs=1, train_subset=subset, batch_size=16
+        model, train_ds, holdout_ds, epochs=1, train_subset=subset,
+        batch_size=16, estimation_fraction=1.0,
     )
     from_arrays = kg.estimate_blend_weights(
         model,
@@ -145,6 +147,7 @@ def test_estimation_from_a_dataset_matches_arrays_of_the_same_order():
         train_subset=subset,
         batch_size=16,
         seed=None,
+        estimation_fraction=1.0,
     )
     np.testing.assert_allclose(from_ds.delta_g, from_arrays.delta_g, rtol=1e-5)
 

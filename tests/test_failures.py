@@ -169,7 +169,8 @@ def _copy(av_digits_dir, tmp_path):
 def _av_config(data_dir, run, epochs=1):
     return experiment.ExperimentConfig(
         dataset="av_digits", data_dir=str(data_dir), method="naive",
-        epochs=epochs, verbose=0, model_dir=str(run))
+        epochs=epochs, verbose=0,
+        model_dir=None if run is None else str(run))
 
 
 def test_resuming_on_other_data_is_refused_naming_it(av_digits_dir, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from conftest import compiled_toy_model, toy_data
+from conftest import compiled_toy_model, spy_estimates, toy_data
 
 
 def _split():
@@ -42,32 +42,17 @@ def test_schedule_predicate():
     assert offline.weights_used_for(4, 30) == 26
 
 
-def _record_estimation_epochs(monkeypatch):
-    """Calls of estimate_blend_weights made by the callback: their `epochs`."""
-    from keras_gblend import gblend_callback
-
-    calls = []
-    real = gblend_callback.estimate_blend_weights
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs["epochs"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(gblend_callback, "estimate_blend_weights", spy)
-    return calls
-
-
 def test_paper_online_schedule_estimates_at_0_10_15_with_matching_lengths(
         monkeypatch):
     train, holdout = _split()
     model = compiled_toy_model()
-    calls = _record_estimation_epochs(monkeypatch)
+    calls = spy_estimates(monkeypatch)
     callback = kg.GBlendCallback(holdout, noise_z=None, verbose=0)
     history = _fit(model, train, callback, epochs=17)
     assert history.history["gblend/estimation_epoch"] == (
         [0] * 10 + [10] * 5 + [15] * 2)
     # n = the super-epoch each estimate is for (the last cut at epoch 17).
-    assert calls == [10, 5, 2]
+    assert [call["epochs"] for call in calls] == [10, 5, 2]
     assert model.blend_weights != {"a": 1.0, "v": 1.0, "joint": 1.0}
 
 
@@ -81,14 +66,17 @@ def test_offline_estimation_trains_clones_over_the_run_or_a_stated_length(
     monkeypatch.setattr(
         estimation, "clone_blended_model",
         lambda *a, **k: clones.append(real_clone(*a, **k)) or clones[-1])
-    calls = _record_estimation_epochs(monkeypatch)
-    steps = -(-len(train[1]) // 24)
+    calls = spy_estimates(monkeypatch)
+    subset = kg.estimation_subset(  # the default share, the callback's seed
+        train, kg.GBlendCallback(_split()[1]).estimation_fraction, seed=0)
+    steps = -(-len(subset[1]) // 24)
     for stated, expected in ((None, 6), (2, 2)):
         clones.clear()
         callback = kg.GBlendCallback(holdout, mode="offline", verbose=0,
-                                     estimation_epochs=stated, batch_size=24)
+                                     estimation_epochs=stated, batch_size=24,
+                                     keep_clones=False)  # a clone per group
         _fit(compiled_toy_model(), train, callback, epochs=6)
-        assert calls[-1] == expected
+        assert calls[-1]["epochs"] == expected
         # Both clones (uni-modal heads fused, then joint) really trained
         # `expected` epochs.
         assert [int(c.optimizer.iterations) for c in clones] == [
@@ -238,7 +226,8 @@ def _converged_on_random_labels(noise_z):
     model.fit(*train, epochs=5, batch_size=32, verbose=0)
     model.set_blend_weights([0.2, 0.3, 0.5])
     callback = kg.GBlendCallback(holdout, mode="offline", estimation_epochs=1,
-                                 batch_size=32, noise_z=noise_z, verbose=0)
+                                 estimation_fraction=1.0, batch_size=32,
+                                 noise_z=noise_z, verbose=0)
     return model, train, callback
 
 

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import estimation, gblend_callback, head_graph, input_data
-from conftest import compiled_toy_model, sparse_ce, toy_data, toy_model
+from keras_gblend import estimation, head_graph, input_data
+from conftest import (
+    compiled_toy_model,
+    sparse_ce,
+    spy_estimates,
+    toy_data,
+)
 
 
 def _split(n=120, seed=0):
@@ -65,7 +70,12 @@ def test_estimate_measures_train_start_on_the_train_subset():
     model = compiled_toy_model(keras.optimizers.SGD(0.1))
     estimate = kg.estimate_blend_weights(model, train, holdout, epochs=1,
                                          batch_size=16)
-    subset = estimation.train_subset_dataset(train, batch_size=16, seed=0)
+    # T' is 25 % of the training data drawn from the clones' subset: at a
+    # default estimation fraction of 25 % or less, all of that subset.
+    fraction = estimation.DEFAULT_ESTIMATION_FRACTION
+    assert fraction <= 0.25
+    subset = input_data.dataset_factory(
+        kg.estimation_subset(train, fraction, seed=0), 16)()
     for data, measured in ((subset, estimate.train_start),
                            (input_data.dataset_factory(holdout, 16)(),
                             estimate.holdout_start)):
@@ -98,36 +108,23 @@ def test_validation_split_rows_never_reach_estimation(monkeypatch):
         [x["a"][:, :5], np.arange(160, dtype="float32")[:, None]], axis=1)}
     holdout = ({k: v[100:] for k, v in x.items()}, y[100:])
     x, y = {k: v[:100] for k, v in x.items()}, y[:100]
-    seen = []
-    real = gblend_callback.estimate_blend_weights
-
-    def spy(model, train, *args, **kwargs):
-        seen.append(np.asarray(train[0]["a"][:, -1]))
-        return real(model, train, *args, **kwargs)
-
-    monkeypatch.setattr(gblend_callback, "estimate_blend_weights", spy)
+    calls = spy_estimates(monkeypatch)
     model = compiled_toy_model()
     model.fit(x, y, validation_split=0.2, epochs=1, verbose=0,
               callbacks=[kg.GBlendCallback(holdout, mode="offline",
                                            estimation_epochs=1, verbose=0)])
-    (rows,) = seen
+    (call,) = calls
+    rows = call["train"][0]["a"][:, -1]
     np.testing.assert_array_equal(rows, np.arange(80))  # Keras validates on 80-99
 
 
 def test_every_estimate_draws_its_own_shuffle_and_bootstrap(monkeypatch):
-    seeds = []
-    real = gblend_callback.estimate_blend_weights
-
-    def spy(*args, **kwargs):
-        seeds.append(kwargs["seed"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(gblend_callback, "estimate_blend_weights", spy)
+    calls = spy_estimates(monkeypatch)
     train, holdout = _split()
     callback = kg.GBlendCallback(holdout, first_super_epoch=1, super_epoch=1,
                                  estimation_epochs=1, seed=7, verbose=0)
     compiled_toy_model().fit(*train, epochs=3, verbose=0, callbacks=[callback])
-    assert seeds == [7, 8, 9]
+    assert [call["seed"] for call in calls] == [7, 8, 9]
 
 
 # -------------------------------------------------------------- the loss

@@ -337,3 +337,28 @@ def test_film_fusion_scores_heads_that_are_trained_at_weight_zero():
         if learns:
             scores = model.evaluate(x, y, return_dict=True, verbose=0)
             assert scores["a_accuracy"] > 0.8  # a carries the class
+
+
+def test_params_option_selects_exactly_its_variables():
+    # A conv encoder ending in Dense: "conv" is the reference's set (4-D
+    # kernels only), "kernels" adds the Dense kernel, "all" the biases too.
+    def encoder(m):
+        return keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name=f"{m}_conv"),
+            keras.layers.Flatten(), keras.layers.Dense(5, name=f"{m}_dense")],
+            name=f"enc_{m}")
+
+    model = kg.late_fusion_model({m: encoder(m) for m in ("a", "v")}, 3)
+    expected = {
+        "conv": ["conv/kernel"],
+        "kernels": ["conv/kernel", "dense/kernel"],
+        "all": ["conv/bias", "conv/kernel", "dense/bias", "dense/kernel"],
+    }
+    for params, names in expected.items():
+        groups = ogm.modulated_variable_groups(model, kg.OGMGE(params=params))
+        for modality, group in zip(("a", "v"), groups):
+            paths = sorted("/".join(v.path.split("/")[-2:]) for v in group)
+            assert paths == [f"{modality}_{name}" for name in names]
+    mlp = toy_model()  # Dense encoders: no 4-D variable
+    with pytest.raises(ValueError, match="params='conv'"):
+        ogm.modulated_variable_groups(mlp, kg.OGMGE(params="conv"))
