@@ -23,6 +23,8 @@ reworded message is not an algorithmic mistake.
 Usage (needs `pip install -e ".[mutation]"`):
     python benchmarks/mutation.py                       # every core module
     python benchmarks/mutation.py --modules=ogr,holdout --budget_minutes=30
+    python benchmarks/mutation.py --modules=ogr,measurement_noise \
+        --test_files=test_ogr.py,test_measurement_noise.py --children=1
 
 A run stopped by its budget resumes where it stopped when started again
 with the same `--workdir` (mutmut keeps each mutant's result there; the
@@ -50,13 +52,15 @@ REPO = os.path.dirname(HERE)
 EQUIVALENTS = os.path.join(HERE, "mutation_equivalents.json")
 
 CORE_MODULES = ("ogr", "measurement_noise", "estimation", "gblend_callback",
-                "holdout", "ogm", "blended_model", "checkpointing", "answer")
+                "holdout", "ogm", "blended_model", "checkpointing", "answer",
+                "stratified_subset")
 # Fast, in-process tests: mutmut maps each function to the ones that run it.
 TEST_FILES = ("test_ogr.py", "test_measurement_noise.py", "test_estimation.py",
               "test_gblend_callback.py", "test_invariants.py",
               "test_holdout.py", "test_ogm.py", "test_blended_model.py",
               "test_checkpointing.py", "test_answer.py", "test_bad_input.py",
-              "test_ogr_monitor.py", "test_fusion.py")
+              "test_ogr_monitor.py", "test_fusion.py",
+              "test_estimation_subset.py")
 DO_NOT_MUTATE = (
     r"^\s*(?:[rRfF]{0,2})[\"'].*[\"']\)?,?\s*$",  # message text lines
     r"^\s*(?:print|logging\.\w+|warnings\.warn)\(",
@@ -66,6 +70,9 @@ DO_NOT_MUTATE = (
 def define_flags():
     flags.DEFINE_list("modules", list(CORE_MODULES),
                       "keras_gblend modules to mutate.")
+    flags.DEFINE_list("test_files", list(TEST_FILES),
+                      "Test files mutmut may run (fewer: faster, but a "
+                      "mutant only they miss counts as survived).")
     flags.DEFINE_integer("budget_minutes", 240, "Time budget of mutmut run.",
                          lower_bound=1)
     flags.DEFINE_integer("children", 2, "Parallel mutant workers.",
@@ -77,9 +84,9 @@ def define_flags():
                         "Output path without extension.")
 
 
-def settings(modules):
+def settings(modules, test_files=TEST_FILES):
     only = "\n".join(f"    keras_gblend/{m}.py" for m in modules)
-    tests = "\n".join(f"    tests/{t}" for t in TEST_FILES)
+    tests = "\n".join(f"    tests/{t}" for t in test_files)
     patterns = "\n".join(f"    {p}" for p in DO_NOT_MUTATE)
     return (f"[mutmut]\nsource_paths=keras_gblend\nonly_mutate=\n{only}\n"
             f"pytest_add_cli_args_test_selection=\n{tests}\n"
@@ -115,6 +122,10 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--modules: unknown {unknown}; core modules "
                              f"are {list(CORE_MODULES)}.")
+    missing = [t for t in FLAGS.test_files
+               if not os.path.isfile(os.path.join(REPO, "tests", t))]
+    if missing:
+        raise app.UsageError(f"--test_files: no such file in tests/: {missing}.")
     if shutil.which("mutmut") is None:
         raise app.UsageError("mutmut is not installed: pip install -e "
                              "\".[mutation]\".")
@@ -130,7 +141,7 @@ def main(argv):
     for name in ("setup.py", "pytest.ini", "README.md"):
         shutil.copy(os.path.join(REPO, name), work)
     with open(os.path.join(work, "setup.cfg"), "w") as f:
-        f.write(settings(FLAGS.modules))
+        f.write(settings(FLAGS.modules, FLAGS.test_files))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
     try:
@@ -178,7 +189,10 @@ def main(argv):
     total_gaps = sum(r["gaps"] for r in rows)
     lines = ["# Mutation testing (mutmut)", "",
              f"`python benchmarks/mutation.py --modules="
-             f"{','.join(FLAGS.modules)}`: {minutes:.0f} min on "
+             f"{','.join(FLAGS.modules)}"
+             + ("" if FLAGS.test_files == list(TEST_FILES) else
+                f" --test_files={','.join(FLAGS.test_files)}")
+             + f"`: {minutes:.0f} min on "
              f"{os.cpu_count()} cores, {FLAGS.children} workers"
              + ("" if finished else " (stopped by the time budget)") + ". "
              "Kill rate = killed / (killed + survivors not shown equivalent).",
