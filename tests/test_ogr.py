@@ -221,3 +221,63 @@ def test_ogr_ratio_and_blend_accept_integer_inputs():
     np.testing.assert_allclose(ogr.blend_weights([1, 2], [1, 2]), [2 / 3, 1 / 3])
     np.testing.assert_allclose(
         ogr.blend_weights_correlated([1, 2], [[1, 0], [0, 2]]), [0.5, 0.5])
+
+
+def test_update_normalises_previous_weights_and_reads_zero_as_uniform():
+    delta_g, delta_o = [0.3, 0.01, 0.02], [0.1, 0.1, 0.1]
+    se = [0.02, 0.02, 0.02]  # head 0 clear, heads 1 and 2 within noise
+    weights = ogr.updated_blend_weights([2.0, 2.0, 4.0], delta_g, delta_o,
+                                        delta_g_se=se)
+    np.testing.assert_allclose(weights, [0.25, 0.25, 0.5])  # shares kept
+    weights = ogr.updated_blend_weights([0.0, 0.0, 0.0], delta_g, delta_o,
+                                        delta_g_se=se)
+    np.testing.assert_allclose(weights, [1 / 3] * 3)
+
+
+def test_update_passes_its_noise_settings_to_the_blend():
+    # Two clear heads share their pool by ΔG/ΔO², with |ΔO| floored at
+    # its standard error: the update must use delta_o_se and noise_z.
+    previous = [0.25, 0.25, 0.5]
+    delta_g, delta_o = [0.2, 0.2, 0.01], [0.1, 0.1, 0.1]
+    weights = ogr.updated_blend_weights(
+        previous, delta_g, delta_o, delta_g_se=[0.02, 0.02, 0.02],
+        delta_o_se=[0.1, 0.2, 0.0])
+    # ΔO used: 0.1 and 0.2 -> shares 1/0.01 : 1/0.04 = 4 : 1 of 0.5.
+    np.testing.assert_allclose(weights, [0.4, 0.1, 0.5])
+    # noise_z=15: a gain of 0.2 with SE 0.02 is no longer clear, so no head
+    # generalizes clearly.
+    with pytest.raises(ogr.NoGeneralizationError):
+        ogr.updated_blend_weights(previous, delta_g, delta_o,
+                                  delta_g_se=[0.02] * 3, noise_z=15.0)
+
+
+def test_update_without_standard_errors_goes_by_the_sign_of_the_gain():
+    # No SE: any ΔG > 0 is a clear gain, ΔG < 0 a clear loss, ΔG = 0 keeps
+    # its weight.
+    weights = ogr.updated_blend_weights(
+        [0.2, 0.3, 0.5], delta_g=[0.0, 0.001, -0.1], delta_o=[0.1] * 3)
+    np.testing.assert_allclose(weights, [0.2, 0.8, 0.0])
+
+
+def test_update_errors_name_the_head():
+    with pytest.raises(ValueError, match="'audio'"):
+        ogr.updated_blend_weights([0.5, 0.5], [np.nan, 0.1], [0.1, 0.1],
+                                  head_names=["audio", "joint"])
+
+
+def test_ratio_of_zero_gain_warns_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0/0 and x/0 are handled, silently
+        ratio = ogr.overfitting_to_generalization_ratio([0.0, 0.1], [0.0, 0.0])
+    np.testing.assert_array_equal(ratio, [np.inf, np.inf])
+
+
+def test_a_loss_exactly_at_the_noise_bound_is_within_noise():
+    # "Clearly worse" is ΔG < -z·SE, strictly: at the bound a head keeps
+    # its weight.
+    weights = ogr.updated_blend_weights(
+        [0.2, 0.3, 0.5], delta_g=[-0.04, 0.3, 0.0], delta_o=[0.1] * 3,
+        delta_g_se=[0.02, 0.02, 0.02], noise_z=2.0)
+    np.testing.assert_allclose(weights, [0.2, 0.3, 0.5])
