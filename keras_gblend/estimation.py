@@ -607,19 +607,24 @@ def _measurement_passes(train_subset, holdout, batch_size):
     their elements match, else one each."""
     def rebatched(dataset):
         dataset = dataset.unbatch().batch(batch_size)
-        size = len(_first_labels(input_data.targets_of(dataset)))
+        targets = input_data.targets_of(dataset)
+        size = len(_first_labels(targets))
         return dataset.apply(tf.data.experimental.assert_cardinality(
-            input_data.num_batches(size, batch_size))), size
+            input_data.num_batches(size, batch_size))), targets
 
-    (train_subset, size), (holdout, holdout_size) = (
+    (train_subset, train_targets), (holdout, holdout_targets) = (
         rebatched(d) for d in (train_subset, holdout))
-    if train_subset.element_spec == holdout.element_spec:
-        merged = train_subset.concatenate(holdout)
-        passes = [merged.apply(tf.data.experimental.assert_cardinality(
-            int(train_subset.cardinality()) + int(holdout.cardinality())))]
-    else:
-        passes = [train_subset, holdout]
-    return [(d, input_data.targets_of(d)) for d in passes], size
+    size = len(_first_labels(train_targets))
+    if train_subset.element_spec != holdout.element_spec:
+        return [(train_subset, train_targets), (holdout, holdout_targets)], size
+    merged = train_subset.concatenate(holdout).apply(
+        tf.data.experimental.assert_cardinality(
+            int(train_subset.cardinality()) + int(holdout.cardinality())))
+    y = tf.nest.map_structure(lambda a, b: np.concatenate([a, b]),
+                              train_targets[0], holdout_targets[0])
+    sample_weight = None if train_targets[1] is None else np.concatenate(
+        [train_targets[1], holdout_targets[1]])
+    return [(merged, (y, sample_weight))], size
 
 
 def _first_labels(targets):

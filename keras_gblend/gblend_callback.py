@@ -349,7 +349,6 @@ class GBlendCallback(keras.callbacks.Callback):
                 seed=self.seed,
                 keep_clones=self.keep_clones,
             )
-            self._subset_seconds = self._estimator.subset_seconds
         return self._estimator
 
     def on_train_end(self, logs=None):
@@ -360,7 +359,7 @@ class GBlendCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if not self._estimation_due(epoch):
             return
-        self._subset_seconds = 0.0
+        drawn_now = self._estimator is None  # the subset is drawn once
         estimator = self._blend_estimator()
         total_epochs = (self.params or {}).get("epochs") or epoch + 1
         estimate = estimator.estimate(
@@ -372,7 +371,9 @@ class GBlendCallback(keras.callbacks.Callback):
             on_no_generalization="keep",
         )
         self.timings.append(
-            {"epoch": epoch, "subset": self._subset_seconds, **estimate.seconds}
+            {"epoch": epoch,
+             "subset": estimator.subset_seconds if drawn_now else 0.0,
+             **estimate.seconds}
         )
         if estimate.weights is None:
             warnings.warn(
