@@ -55,9 +55,9 @@ BUGS = {
         ["tests/test_invariants.py::test_estimation_clones_have_no_modulation"]),
     "noise_std_of_modulated_gradient": (
         "GE noise std taken from the modulated gradient",
-        "keras_gblend/blended_model.py",
-        "updates, reference, groups, self.modulation_seed_generator,",
-        "updates, updates, groups, self.modulation_seed_generator,",
+        "keras_gblend/ogm.py",
+        "updates, reference, groups, model.modulation_seed_generator,",
+        "updates, updates, groups, model.modulation_seed_generator,",
         ["tests/test_ogm.py::test_noise_std_is_that_of_the_unmodulated_gradient"]),
     "sample_weight_dropped": (
         "sample_weight dropped from the per-head losses",
@@ -103,8 +103,8 @@ BUGS = {
          "test_estimate_figures_are_ogr_functions_of_its_measured_losses"]),
     "noise_on_every_replica": (
         "GE noise added on every replica",
-        "keras_gblend/blended_model.py",
-        'noise_scale = ops.cast(active, "float32") * ogm.is_first_replica()',
+        "keras_gblend/ogm.py",
+        'noise_scale = ops.cast(active, "float32") * is_first_replica()',
         'noise_scale = ops.cast(active, "float32")',
         ["tests/test_distributed.py::test_mirrored_strategy_matches_single_device"]),
     "no_loss_unscaling_across_replicas": (
@@ -159,6 +159,34 @@ BUGS = {
         "",
         ["tests/test_estimation_subset.py::"
          "test_kept_clones_estimate_exactly_as_fresh_clones"]),
+    "clear_gain_locked_out": (
+        "re-estimation without the floor: unclear heads holding all the "
+        "weight lock a clearly generalizing head out",
+        "keras_gblend/ogr.py",
+        "    if share <= 0.0:\n",
+        "    if False:\n",
+        ["tests/test_ogr.py::"
+         "test_a_clear_gain_is_not_locked_out_by_heads_within_noise"]),
+    "uncertainty_weight_sign": (
+        "learned loss weights exp(+s) instead of exp(-s)",
+        "keras_gblend/blended_model.py",
+        "ops.exp(-log_variances) * stacked + log_variances",
+        "ops.exp(log_variances) * stacked + log_variances",
+        ["tests/test_baselines.py::"
+         "test_uncertainty_weighting_matches_kendall_by_hand"]),
+    "multi_label_score_not_averaged": (
+        "multi-label OGM score summed over true labels, not averaged",
+        "keras_gblend/ogm.py",
+        "        return ops.sum(true_mass / count, axis=0)",
+        "        return ops.sum(true_mass, axis=0)",
+        ["tests/test_multilabel.py::"
+         "test_ogm_score_is_the_mean_sigmoid_probability_of_true_labels"]),
+    "premise_judged_on_the_slowed_modality": (
+        "OGM premise check compares the slowed modality with itself",
+        "keras_gblend/modality_imbalance.py",
+        "    others = [m for m in info if m != slowed]",
+        "    others = [m for m in info if m == slowed]",
+        ["tests/test_modality_imbalance.py::test_diagnosis_by_hand"]),
 }
 
 

@@ -2,7 +2,8 @@
 one run (interleaved repeats, median):
 
 1. OGM-GE train step vs Keras's own train step, on the same conv
-   late-fusion model and data, graph (tf.function) and XLA;
+   late-fusion model and data, graph (tf.function) and XLA, on a small conv
+   model and on two ResNet-18 encoders (the OGM-GE reference's sizes);
 2. online G-Blend's total `fit` time vs naive training (UCI fac+mor at the
    `scripts/train.py` defaults, and AV-digits with `--av_digits_dir`), on
    all the training data and at the default `estimation_fraction`, with
@@ -46,6 +47,10 @@ def define_flags():
     flags.DEFINE_integer("repeats", 5, "OGM-GE and estimation: interleaved "
                          "repeats (median taken).", lower_bound=1)
     flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
+    flags.DEFINE_integer("resnet_steps", 8, "OGM-GE on ResNet-18: timed "
+                         "steps per measurement.", lower_bound=1)
+    flags.DEFINE_integer("resnet_batch_size", 16, "OGM-GE on ResNet-18: "
+                         "batch size.", lower_bound=1)
     flags.DEFINE_integer("epochs", 40, "G-Blend online vs naive: epochs.",
                          lower_bound=1)
     flags.DEFINE_integer("fit_repeats", 3, "G-Blend online vs naive on "
@@ -85,12 +90,22 @@ def conv_encoder(shape, name):
     )
 
 
-def build(modulation, jit_compile, blend_scope="all"):
+def small_encoders():
+    return {"audio": conv_encoder((64, 64, 1), "audio_encoder"),
+            "visual": conv_encoder((48, 48, 3), "visual_encoder")}
+
+
+def resnet18_encoders():
+    """The OGM-GE reference's sizes: audio spectrogram 128x94, 3 visual
+    frames of 112x112, a ResNet-18 each (22.4 M parameters in all)."""
+    return {"audio": kg.encoders.resnet18((128, 94, 1), name="audio_encoder"),
+            "visual": kg.encoders.resnet18_frames((3, 112, 112, 3))}
+
+
+def build(encoders, modulation, jit_compile, blend_scope="all"):
     keras.utils.set_random_seed(0)
     model = kg.late_fusion_model(
-        {"audio": conv_encoder((64, 64, 1), "audio_encoder"),
-         "visual": conv_encoder((48, 48, 3), "visual_encoder")},
-        num_classes=6, fusion="concat", modulation=modulation,
+        encoders(), num_classes=6, fusion="concat", modulation=modulation,
         blend_scope=blend_scope)
     model.compile(keras.optimizers.SGD(1e-3, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -112,15 +127,57 @@ class StepTimer(keras.callbacks.Callback):
         return list(np.diff(self.stamps)[1:])
 
 
-def ogm_step_times():
-    """Rows of OGM / OGM-GE step time against Keras's train step."""
-    n = FLAGS.batch_size * FLAGS.steps
+def step_times(encoders, shapes, batch_size, steps, repeats, variants):
+    """Median step time of each variant `{name: (modulation, blend scope)}`,
+    graph and XLA, on random data of `shapes`; rows with the ratio to
+    Keras's own train step (the first variant)."""
+    n = batch_size * steps
     rng = np.random.default_rng(0)
-    x = {"audio": rng.normal(size=(n, 64, 64, 1)).astype("float32"),
-         "visual": rng.normal(size=(n, 48, 48, 3)).astype("float32")}
+    x = {m: rng.normal(size=(n,) + shape).astype("float32")
+         for m, shape in shapes.items()}
     y = rng.integers(0, 6, size=n).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
-        FLAGS.batch_size).cache()
+        batch_size).cache()
+    models = {}
+    for jit in (False, True):
+        for name, (modulation, scope) in variants.items():
+            model = build(encoders, modulation, jit, scope)
+            model.fit(dataset, epochs=1, verbose=0)  # trace + warm up
+            models[(jit, name)] = model
+    # Per-step durations (a batch callback stamps each step's end), pooled
+    # over interleaved repeats: the median is robust to the scheduler
+    # stalls that make whole-epoch times of a shared 2-core VM bimodal.
+    durations = {key: [] for key in models}
+    for _ in range(repeats):
+        for key, model in models.items():
+            timer = StepTimer()
+            model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
+            durations[key] += timer.durations()
+    rows = []
+    first = next(iter(variants))
+    for jit in (False, True):
+        base = np.median(durations[(jit, first)])
+        for name in variants:
+            times = durations[(jit, name)]
+            rows.append({"mode": "XLA" if jit else "graph", "variant": name,
+                         "ms_per_step": 1000 * float(np.median(times)),
+                         "ms_p10": 1000 * float(np.percentile(times, 10)),
+                         "ms_p90": 1000 * float(np.percentile(times, 90)),
+                         "ratio_to_keras": float(np.median(times) / base)})
+    return rows
+
+
+def step_lines(title, rows):
+    lines = [title, "", "| mode | variant | ms/step (p10–p90) | ratio to "
+             "Keras |", "|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['variant']} | {r['ms_per_step']:.2f} "
+              f"({r['ms_p10']:.1f}–{r['ms_p90']:.1f}) | "
+              f"{r['ratio_to_keras']:.3f} |" for r in rows]
+    return lines
+
+
+def ogm_step_times():
+    """Rows of OGM / OGM-GE step time against Keras's train step."""
     # (modulation, blend scope); "all" with no modulation is Keras's own
     # train_step.
     variants = {
@@ -129,42 +186,37 @@ def ogm_step_times():
         "OGM (no noise)": (kg.OGMGE(alpha=0.5, noise=False), "all"),
         "OGM-GE": (kg.OGMGE(alpha=0.5, seed=0), "all"),
     }
-    models = {}
-    for jit in (False, True):
-        for name, (modulation, scope) in variants.items():
-            model = build(modulation, jit, scope)
-            model.fit(dataset, epochs=1, verbose=0)  # trace + warm up
-            models[(jit, name)] = model
-    # Per-step durations (a batch callback stamps each step's end), pooled
-    # over interleaved repeats: the median is robust to the scheduler
-    # stalls that make whole-epoch times of a shared 2-core VM bimodal.
-    durations = {key: [] for key in models}
-    for _ in range(FLAGS.repeats):
-        for key, model in models.items():
-            timer = StepTimer()
-            model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
-            durations[key] += timer.durations()
-    rows = []
-    for jit in (False, True):
-        base = np.median(durations[(jit, "keras train_step")])
-        for name in variants:
-            steps = durations[(jit, name)]
-            rows.append({"mode": "XLA" if jit else "graph", "variant": name,
-                         "ms_per_step": 1000 * float(np.median(steps)),
-                         "ms_p10": 1000 * float(np.percentile(steps, 10)),
-                         "ms_p90": 1000 * float(np.percentile(steps, 90)),
-                         "ratio_to_keras": float(np.median(steps) / base)})
-    lines = ["## OGM-GE step time vs Keras train_step", "",
-             f"Conv late-fusion model (audio 64x64x1, visual 48x48x3, 3 conv "
-             f"layers each), batch {FLAGS.batch_size}, SGD momentum. Median "
-             f"(10th–90th percentile) of the step times of {FLAGS.repeats} "
-             f"interleaved epochs of {FLAGS.steps} steps.",
-             "", "| mode | variant | ms/step (p10–p90) | ratio to Keras |",
-             "|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['variant']} | {r['ms_per_step']:.2f} "
-              f"({r['ms_p10']:.1f}–{r['ms_p90']:.1f}) | "
-              f"{r['ratio_to_keras']:.3f} |" for r in rows]
-    return rows, lines
+    rows = step_times(small_encoders, {"audio": (64, 64, 1),
+                                       "visual": (48, 48, 3)},
+                      FLAGS.batch_size, FLAGS.steps, FLAGS.repeats, variants)
+    return rows, step_lines(
+        "## OGM-GE step time vs Keras train_step\n\n"
+        f"Conv late-fusion model (audio 64x64x1, visual 48x48x3, 3 conv "
+        f"layers each), batch {FLAGS.batch_size}, SGD momentum. Median "
+        f"(10th–90th percentile) of the step times of {FLAGS.repeats} "
+        f"interleaved epochs of {FLAGS.steps} steps.", rows)
+
+
+def ogm_step_resnet18_times():
+    """The same comparison on the OGM-GE reference's model size."""
+    variants = {
+        "keras train_step": (None, "all"),
+        "OGM (no noise)": (kg.OGMGE(alpha=0.5, noise=False, params="conv"),
+                           "all"),
+        "OGM-GE": (kg.OGMGE(alpha=0.5, seed=0, params="conv"), "all"),
+    }
+    rows = step_times(resnet18_encoders, {"audio": (128, 94, 1),
+                                          "visual": (3, 112, 112, 3)},
+                      FLAGS.resnet_batch_size, FLAGS.resnet_steps,
+                      FLAGS.repeats, variants)
+    return rows, step_lines(
+        "## OGM-GE step time vs Keras train_step, ResNet-18\n\n"
+        "Two ResNet-18 encoders (22.4 M parameters; audio spectrogram "
+        "128x94x1, 3 visual frames of 112x112x3, the OGM-GE reference's "
+        f"sizes), concat fusion, batch {FLAGS.resnet_batch_size}, SGD "
+        "momentum, `params='conv'` (the reference's modulated set). Median "
+        f"(10th–90th percentile) of the step times of {FLAGS.repeats} "
+        f"interleaved epochs of {FLAGS.resnet_steps} steps.", rows)
 
 
 def online_settings():
@@ -229,7 +281,7 @@ def online_vs_naive_times():
              f"{defaults.warmup_epochs}, then after a first super-epoch of "
              f"{defaults.first_super_epoch} and every {defaults.super_epoch}; "
              "each estimate trains two clones, uni-modal heads fused and the "
-             "joint head, for the super-epoch it is for), on all the "
+             f"joint head, for n = {defaults.super_epoch} epochs), on all the "
              f"training data and on the default estimation fraction "
              f"({default:g}). UCI fac+mor: {FLAGS.epochs} epochs, SGD 0.01; "
              f"AV-digits: {FLAGS.av_digits_epochs} epochs, SGD 0.05 cosine; "
@@ -315,6 +367,7 @@ def estimation_times():
 
 SECTIONS = {
     "ogm_step": ogm_step_times,
+    "ogm_step_resnet18": ogm_step_resnet18_times,
     "online_vs_naive": online_vs_naive_times,
     "estimation": estimation_times,
 }

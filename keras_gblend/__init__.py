@@ -10,11 +10,14 @@ from keras_gblend import (
     encoders,
     fusion_layers,
     measurement_noise,
+    modality_imbalance,
+    multilabel,
     ogm,
     ogr,
     training_history,
 )
 from keras_gblend.answer import Answer, select_answer
+from keras_gblend.baselines import PretrainFinetune
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.checkpointing import ResumableCheckpoint
 from keras_gblend.estimation import (
@@ -26,6 +29,7 @@ from keras_gblend.stratified_subset import estimation_subset
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
+from keras_gblend.modality_imbalance import ModalityImbalanceMonitor
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 from keras_gblend.ogm import OGMGE
 from keras_gblend.ogr_monitor import OGRMonitor

@@ -150,6 +150,11 @@ def select_answer(
         raise ValueError(
             f"`candidates` must be one of {CANDIDATES}, got {candidates!r}."
         )
+    if getattr(model, "multi_label", False):
+        raise ValueError(
+            "select_answer mixes single-label class probabilities; the model "
+            "is multi-label (report its heads' mAP/mAUC instead)."
+        )
     validate_holdout(holdout)
     dataset = input_data.dataset_factory(holdout, batch_size)()
     predictions = model.predict(dataset, verbose=0)

@@ -22,6 +22,7 @@ from keras_gblend import head_graph, input_checks, input_data, ogm
 
 WeightsLike = Union[Mapping[str, float], Sequence[float]]
 BLEND_SCOPES = ("all", "shared")
+LOSS_WEIGHTINGS = ("blend", "uncertainty")
 
 
 @dataclasses.dataclass
@@ -108,6 +109,17 @@ class BlendedModel(keras.Model):
             loss and Keras's `loss_weights` semantics: every variable gets
             the gradient of `sum_i w_i * L_i`, so a head with a small weight
             also learns slowly.
+        loss_weighting: `"blend"` (default): the loss is `sum_i w_i * L_i`.
+            `"uncertainty"`: learned loss weights (Kendall, Gal & Cipolla,
+            2018), a baseline of the G-Blend paper: the loss is
+            `sum_i w_i * (exp(-s_i) * L_i + s_i)` with one trainable
+            log-variance `s_i` per head (`log_variances`, starting at 0);
+            the learned weights are `exp(-s_i)` (`learned_loss_weights`).
+        multi_label: each head's logits are independent labels (sigmoid;
+            compile with `BinaryCrossentropy(from_logits=True)` and
+            multi-hot labels `(batch, classes)`). OGM-GE then scores the
+            mean sigmoid probability of the true labels, and G-Blend's
+            `metric="accuracy"` is the per-label (Hamming) accuracy.
         name: model name.
 
     Example:
@@ -137,6 +149,13 @@ class BlendedModel(keras.Model):
         modality_logits_output = kwargs.pop("modality_logits_output", None)
         modulation = kwargs.pop("modulation", None)
         blend_scope = kwargs.pop("blend_scope", "shared")
+        loss_weighting = kwargs.pop("loss_weighting", "blend")
+        multi_label = bool(kwargs.pop("multi_label", False))
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got "
+                f"{loss_weighting!r}."
+            )
         if blend_scope not in BLEND_SCOPES:
             raise ValueError(
                 f"`blend_scope` must be one of {BLEND_SCOPES}, got "
@@ -246,6 +265,15 @@ class BlendedModel(keras.Model):
         self.head_loss_trackers = [
             keras.metrics.Mean(name=f"{head}_loss") for head in self.head_names
         ]
+        self.loss_weighting = loss_weighting
+        self.multi_label = multi_label
+        self.log_variances = None
+        if loss_weighting == "uncertainty":
+            # Kendall et al. (2018): one learned log-variance per head.
+            self.log_variances = self.add_weight(
+                shape=(num_heads,), initializer="zeros", trainable=True,
+                name="log_variances",
+            )
         # OGM-GE state; always present so that every BlendedModel has the
         # same variables (estimation clones train without modulation).
         self.modulation_epoch = self.add_weight(
@@ -262,27 +290,11 @@ class BlendedModel(keras.Model):
         # Tracked as the model's own (non-trainable) variable, so that the
         # GE noise stream is saved and restored with every checkpoint.
         self.modulation_seed_state = self.modulation_seed_generator.state
-        # Variable ids (not variables: a list of variables assigned to a
-        # Keras layer would be tracked as the layer's own weights).
-        self._modulated_variable_ids = None
+        self.modulator = None
         if modulation is not None:
-            if modulation.score_source == "fusion" and (
-                modality_logits_output is None
-            ):
-                raise ValueError(
-                    "OGMGE(score_source='fusion') needs a model that outputs "
-                    "per-modality logits (`modality_logits_output`): concat "
-                    "fusion without hidden layers or sum fusion."
-                )
-            self._modulated_variable_ids = [
-                [id(v) for v in group]
-                for group in ogm.modulated_variable_groups(self, modulation)
-            ]
-            self.modulation_trackers = [
-                keras.metrics.Mean(name=f"ogm/{kind}/{m}")
-                for kind in ("coefficient", "ratio")
-                for m in modalities
-            ]
+            self.modulator = ogm.GradientModulator(self)
+            # Assigned to the model so that Keras resets and logs them.
+            self.modulation_trackers = self.modulator.trackers
         self._head_losses = None
         self._user_loss = None
         self._user_loss_weights = None
@@ -294,6 +306,8 @@ class BlendedModel(keras.Model):
         config["joint_output"] = self.joint_output
         config["modality_logits_output"] = self.modality_logits_output
         config["blend_scope"] = self.blend_scope
+        config["loss_weighting"] = self.loss_weighting
+        config["multi_label"] = self.multi_label
         config["modulation"] = (
             None
             if self.modulation is None
@@ -313,6 +327,15 @@ class BlendedModel(keras.Model):
                 self._user_loss_weights
             )
         return config
+
+    @property
+    def learned_loss_weights(self) -> Optional[Dict[str, float]]:
+        """`{head: exp(-s_head)}` under `loss_weighting="uncertainty"`,
+        else `None`."""
+        if self.log_variances is None:
+            return None
+        values = np.exp(-keras.ops.convert_to_numpy(self.log_variances))
+        return {h: float(w) for h, w in zip(self.head_names, values)}
 
     @property
     def head_losses(self) -> Optional[Dict[str, keras.losses.Loss]]:
@@ -553,7 +576,8 @@ class BlendedModel(keras.Model):
 
     def per_example_errors(self, y, y_pred, sample_weight=None):
         """Each head's error `1 - accuracy` on every example (argmax of the
-        prediction against the class id of sparse or one-hot labels).
+        prediction against the class id of sparse or one-hot labels; with
+        `multi_label`, the share of the example's labels predicted wrong).
 
         With sample weights, each error is scaled by `w * n / sum(w)`, so the
         mean over examples is the weighted error, as Keras's weighted
@@ -565,9 +589,16 @@ class BlendedModel(keras.Model):
         labels = self.labels_per_head(y)
         values = {}
         for head in self.head_names:
-            predicted = np.asarray(y_pred[head]).argmax(axis=-1)
-            truth = input_data.class_ids(np.asarray(labels[head]))
-            errors = (predicted.reshape(len(truth)) != truth).astype(np.float32)
+            if self.multi_label:
+                # Share of labels wrong at probability 0.5 (logit 0).
+                predicted = np.asarray(y_pred[head]) > 0
+                truth = np.asarray(labels[head]) > 0.5
+                errors = (predicted != truth).mean(axis=-1).astype(np.float32)
+            else:
+                predicted = np.asarray(y_pred[head]).argmax(axis=-1)
+                truth = input_data.class_ids(np.asarray(labels[head]))
+                errors = (predicted.reshape(len(truth)) != truth).astype(
+                    np.float32)
             weight = (
                 sample_weight.get(head)
                 if isinstance(sample_weight, Mapping)
@@ -600,6 +631,12 @@ class BlendedModel(keras.Model):
             )
         weights = ops.convert_to_tensor(self.blend_weights_variable)
         stacked = ops.stack(head_losses)
+        blended_terms = stacked
+        if self.log_variances is not None:
+            # exp(-s_i) * L_i + s_i: a head whose loss stays high learns a
+            # large variance s_i and so a small weight exp(-s_i).
+            log_variances = ops.convert_to_tensor(self.log_variances)
+            blended_terms = ops.exp(-log_variances) * stacked + log_variances
         regularization = 0.0
         for extra in self.losses:
             # As Keras's own `compute_loss`: summed, cast, and scaled by
@@ -608,7 +645,7 @@ class BlendedModel(keras.Model):
                 self._aggregate_additional_loss(extra), "float32"
             )
         return (
-            ops.sum(stacked * weights) + regularization,
+            ops.sum(blended_terms * weights) + regularization,
             ops.sum(stacked) + regularization,
         )
 
@@ -717,78 +754,10 @@ class BlendedModel(keras.Model):
             }
         return self._private_ids
 
-    def modality_logits(self, y_pred):
-        """`(batch, k, classes)` logits OGM-GE scores, per its
-        `score_source`."""
-        source = self.modulation.score_source
-        if source == "auto":
-            source = "fusion" if self.modality_logits_output else "heads"
-        if source == "fusion":
-            return y_pred[self.modality_logits_output]
-        return ops.stack([y_pred[m] for m in self.modalities], axis=1)
-
     def modulate_gradients(self, gradients, variables, y, y_pred):
-        """Applies OGM-GE to the encoder gradients of one step.
-
-        Under a tf.distribute strategy the scores are summed over replicas
-        first, so every replica uses the same coefficients. With GE noise,
-        each modulated gradient is summed over replicas too, so that the
-        noise level is `std` of the global-batch gradient; every replica
-        hands `k * g / replicas` to `apply_gradients` and replica 0 alone
-        adds the noise, so the cross-replica sum equals the single-device
-        update `k * g + N(0, std(g))`.
-        """
-        config = self.modulation
+        """OGM-GE on one step's gradients (`ogm.GradientModulator.modulate`)."""
         labels = self.labels_per_head(y)[self.joint_output]
-        scores = ogm.all_reduce_sum(
-            ogm.modality_scores(self.modality_logits(y_pred), labels)
-        )
-        ratios = ogm.discrepancy_ratios(scores)
-        active = config.in_window(self.modulation_epoch)
-        if config.modulation:
-            coefficients = ops.where(
-                active,
-                ogm.modulation_coefficients(scores, config.alpha),
-                ops.ones_like(scores),
-            )
-        else:
-            coefficients = ops.ones_like(scores)
-        k = len(self.modalities)
-        for m in range(k):
-            self.modulation_trackers[m].update_state(coefficients[m])
-            self.modulation_trackers[k + m].update_state(ratios[m])
-
-        position = {id(v): i for i, v in enumerate(variables)}
-        groups = [
-            [position[i] for i in group if i in position]
-            for group in self._modulated_variable_ids
-        ]
-        grouped = {i for group in groups for i in group}
-        gradients = [
-            tf.convert_to_tensor(g)
-            if i in grouped and isinstance(g, tf.IndexedSlices)
-            else g
-            for i, g in enumerate(gradients)
-        ]
-        if not config.noise:
-            return ogm.scale_gradients(gradients, groups, coefficients)
-
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        indices = [i for group in groups for i in group if gradients[i] is not None]
-        reference = list(gradients)
-        if replicas > 1:
-            summed = ogm.all_reduce_sum([gradients[i] for i in indices])
-            for i, value in zip(indices, summed):
-                reference[i] = value
-        updates = ogm.scale_gradients(reference, groups, coefficients)
-        if replicas > 1:
-            for i in indices:
-                updates[i] = updates[i] / replicas
-        noise_scale = ops.cast(active, "float32") * ogm.is_first_replica()
-        return ogm.add_gradient_noise(
-            updates, reference, groups, self.modulation_seed_generator,
-            scale=noise_scale,
-        )
+        return self.modulator.modulate(gradients, variables, labels, y_pred)
 
     # -------------------------------------------------------------------- fit
     @property
@@ -830,18 +799,11 @@ class BlendedModel(keras.Model):
         )
         if self.modulation is not None:
             callbacks = list(arguments.get("callbacks") or [])
-            arguments["callbacks"] = [_ModulationEpochCounter()] + callbacks
+            arguments["callbacks"] = [ogm.ModulationEpochCounter()] + callbacks
         try:
             return super().fit(*bound.args[1:], **bound.kwargs)
         finally:
             self._fit_data = None
-
-
-class _ModulationEpochCounter(keras.callbacks.Callback):
-    """Tells the OGM-GE train step which epoch it is in."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.modulation_epoch.assign(epoch)
 
 
 def as_blended_model(

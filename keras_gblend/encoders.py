@@ -56,3 +56,74 @@ def frames_encoder(
         per_frame
     )
     return keras.Model(inputs, features, name=name)
+
+
+def _basic_block(x, width: int, stride: int, name: str):
+    """ResNet's basic block: two 3x3 conv-BN, identity or 1x1 projection."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != width:
+        shortcut = keras.layers.Conv2D(
+            width, 1, strides=stride, use_bias=False, name=f"{name}_proj"
+        )(x)
+        shortcut = keras.layers.BatchNormalization(name=f"{name}_proj_bn")(
+            shortcut
+        )
+    y = keras.layers.Conv2D(width, 3, strides=stride, padding="same",
+                            use_bias=False, name=f"{name}_conv1")(x)
+    y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
+    y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
+                            name=f"{name}_conv2")(y)
+    y = keras.layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+def resnet18(input_shape: Sequence[int], name: str = "resnet18") -> keras.Model:
+    """ResNet-18 trunk (He et al., 2016) without its classifier: 7x7/2 conv,
+    3x3/2 max pool, four stages of two basic blocks (64, 128, 256, 512
+    channels), global average pooling. The backbone of both OGM-GE's and
+    G-Blend's reference models; any number of input channels (1 for
+    spectrograms, as the OGM-GE reference's audio network).
+
+    Example:
+
+    ```python
+    encoder = kg.encoders.resnet18((128, 94, 1), name="audio_encoder")
+    ```
+    """
+    inputs = keras.Input(tuple(input_shape))
+    x = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False,
+                            name=f"{name}_stem_conv")(inputs)
+    x = keras.layers.BatchNormalization(name=f"{name}_stem_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_stem_relu")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same",
+                                  name=f"{name}_stem_pool")(x)
+    for stage, width in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            x = _basic_block(x, width, stride, f"{name}_s{stage + 1}b{block + 1}")
+    features = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    return keras.Model(inputs, features, name=name)
+
+
+def resnet18_frames(input_shape: Sequence[int],
+                    name: str = "visual_encoder") -> keras.Model:
+    """`resnet18` on each frame of `(frames, h, w, channels)`, then the mean
+    over frames (the OGM-GE reference's visual network).
+
+    Example:
+
+    ```python
+    encoder = kg.encoders.resnet18_frames((3, 112, 112, 3))
+    ```
+    """
+    inputs = keras.Input(tuple(input_shape))
+    per_frame = keras.layers.TimeDistributed(
+        resnet18(tuple(input_shape)[1:], name=f"{name}_resnet18"),
+        name=f"{name}_per_frame",
+    )(inputs)
+    features = keras.layers.GlobalAveragePooling1D(name=f"{name}_time_pool")(
+        per_frame
+    )
+    return keras.Model(inputs, features, name=name)

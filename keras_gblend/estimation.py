@@ -574,6 +574,33 @@ class BlendEstimator:
         estimate.seconds = seconds
         return estimate
 
+    def unimodal_holdout_values(self, epochs: int, seed: Optional[int] = None
+                                ) -> Dict[str, float]:
+        """Trains the uni-modal clone(s) alone from the model's current
+        weights (no joint head) and returns each modality head's mean value
+        on the holdout: its loss, or its error `1 - accuracy` with
+        `metric="accuracy"`. What each modality reaches on its own.
+
+        Args:
+            epochs: epochs the clones train.
+            seed: shuffle seed (default: the estimator's).
+
+        Returns:
+            `{modality: mean holdout value}`.
+        """
+        seed = self.seed if seed is None else seed
+        values = {}
+        for group in self.groups:
+            if self.model.joint_output in group:
+                continue
+            clone = self._clone(group)
+            clone.fit(self._train_batches(seed), epochs=int(epochs),
+                      shuffle=False, verbose=0)
+            _, on_holdout = self._measure(clone, group)
+            values.update(zip(group, on_holdout.mean(axis=1).tolist()))
+            del clone
+        return values
+
     def _measure(self, clone, heads):
         """`(on T', on V)`: per-example values of `heads`."""
         values = np.concatenate([

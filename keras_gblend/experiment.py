@@ -29,7 +29,8 @@ from keras_gblend.estimation import (
     DEFAULT_ESTIMATION_FRACTION,
     train_subset_dataset,
 )
-from keras_gblend.fusion import late_fusion_model
+from keras_gblend.baselines import PretrainFinetune
+from keras_gblend.fusion import CONCAT_PRESETS, FUSIONS, late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
 from keras_gblend.input_data import (
@@ -39,6 +40,7 @@ from keras_gblend.input_data import (
 )
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 from keras_gblend.ogm import OGMGE
+from keras_gblend.modality_imbalance import ModalityImbalanceMonitor
 from keras_gblend.ogr_monitor import OGRMonitor
 
 METHODS = (
@@ -50,6 +52,11 @@ METHODS = (
     "ogm_ge",
     "gblend_offline+ogm_ge",
     "gblend_online+ogm_ge",
+    # The G-Blend paper's other remedies (baselines).
+    "aux_loss",
+    "uncertainty",
+    "pretrain_finetune",
+    "early_stop",
 )
 DATASETS = ("uci_mfeat", "uci_paradox", "av_digits")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -93,6 +100,9 @@ class ExperimentConfig:
     lr_schedule: str = "constant"
     hidden_units: Optional[int] = None
     fusion: str = "concat"
+    fusion_dropout: float = 0.0
+    pretrain_epochs: Optional[int] = None
+    patience: int = 5
     blend_scope: str = "shared"
     holdout_fraction: float = 0.1
     warmup_epochs: int = 0
@@ -113,6 +123,7 @@ class ExperimentConfig:
     mixed_precision: bool = False
     deterministic: bool = False
     ogr_monitor: bool = False
+    ogm_premise_check: bool = True
     verbose: int = 1
 
     def validate(self) -> None:
@@ -186,6 +197,22 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be >= 1.")
         if self.warmup_epochs < 0:
             raise ValueError("warmup_epochs must be >= 0.")
+        if self.fusion not in FUSIONS + tuple(CONCAT_PRESETS):
+            raise ValueError(
+                f"fusion must be one of {FUSIONS + tuple(CONCAT_PRESETS)}, "
+                f"got {self.fusion!r}.")
+        if not 0 <= self.fusion_dropout < 1:
+            raise ValueError(
+                f"fusion_dropout must be in [0, 1), got {self.fusion_dropout}.")
+        if self.patience < 1:
+            raise ValueError("patience must be >= 1.")
+        if self.method == "pretrain_finetune" and not (
+                1 <= self.pretrain_epochs_or_default < self.epochs):
+            raise ValueError(
+                f"pretrain_epochs: pretrain_finetune pre-trains for "
+                f"{self.pretrain_epochs_or_default} epoch(s) of a "
+                f"{self.epochs}-epoch run; it needs at least one epoch of "
+                "each phase.")
         if not 0 < self.estimation_fraction <= 1:
             raise ValueError(
                 f"estimation_fraction must be in (0, 1], got "
@@ -223,6 +250,13 @@ class ExperimentConfig:
             raise ValueError(
                 f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."
             )
+
+    @property
+    def pretrain_epochs_or_default(self) -> int:
+        """`pretrain_finetune`'s pre-training epochs (default: half)."""
+        if self.pretrain_epochs is not None:
+            return self.pretrain_epochs
+        return self.epochs // 2
 
     @property
     def modalities(self) -> Tuple[str, ...]:
@@ -287,10 +321,16 @@ def starting_loss_weights(method: str, heads: Sequence[str]) -> List[float]:
       so this trains k independent uni-modal networks in one run);
     - `unimodal:<m>`: modality m's head alone (every other variable gets
       a zero gradient);
-    - `gblend_*`: uniform, summing to 1 like the estimated weights.
+    - `gblend_*`: uniform, summing to 1 like the estimated weights;
+    - `aux_loss`: every head 1/(k+1) (the paper's equal-weight auxiliary
+      losses);
+    - `uncertainty`: every head 1, scaled by its learned `exp(-s_i)`;
+    - `pretrain_finetune`: the uni-modal heads first (`PretrainFinetune`
+      switches to the joint head);
+    - `early_stop`: the joint head (naive fusion, stopped on the holdout).
     """
     k = len(heads)
-    if method == "unimodal":
+    if method in ("unimodal", "pretrain_finetune"):
         return [1.0] * (k - 1) + [0.0]
     modality = unimodal_modality(method)
     if modality is not None:
@@ -299,8 +339,10 @@ def starting_loss_weights(method: str, heads: Sequence[str]) -> List[float]:
                 f"{method!r} names no modality of the model {list(heads[:-1])}."
             )
         return [float(head == modality) for head in heads]
-    if method.startswith("gblend_"):
+    if method.startswith("gblend_") or method == "aux_loss":
         return [1.0 / k] * k
+    if method == "uncertainty":
+        return [1.0] * k
     return [0.0] * (k - 1) + [1.0]
 
 
@@ -420,8 +462,11 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
         encoders,
         num_classes,
         fusion=config.fusion,
+        fusion_dropout=config.fusion_dropout,
         modulation=config.modulation(),
         blend_scope=config.blend_scope,
+        loss_weighting=("uncertainty" if config.method == "uncertainty"
+                        else "blend"),
     )
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
@@ -645,6 +690,27 @@ def run_experiment(config: ExperimentConfig) -> Dict:
                 batch_size=config.batch_size,
             )
         )
+    if config.method == "pretrain_finetune":
+        callbacks.append(PretrainFinetune(config.pretrain_epochs_or_default))
+    elif config.method == "early_stop":
+        # Naive fusion stopped on the holdout's joint loss, its best epoch's
+        # weights restored (the run then reports fewer epochs).
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=f"val_{model.joint_output}_loss", mode="min",
+            patience=config.patience,
+            restore_best_weights=True))
+    premise = None
+    if (config.modulation() is not None and config.ogm_premise_check
+            and config.ogm_start_epoch < config.epochs):
+        # Halfway through the run (a modality that learns slowly needs
+        # time before it can be judged; an early check mistakes "slow" for
+        # "uninformative"): does the slowed modality stand alone? A run
+        # resumed past that epoch does not check again.
+        premise = ModalityImbalanceMonitor(
+            holdout, train=train,
+            check_epoch=max(config.ogm_start_epoch + 1, config.epochs // 2),
+            batch_size=config.batch_size, seed=config.seed)
+        callbacks.append(premise)
     initial_epoch = 0
     if model_dir:
         os.makedirs(model_dir, exist_ok=True)
@@ -652,7 +718,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         initial_epoch = ResumableCheckpoint.saved_epoch(checkpoints)
         check_data_unchanged(
             model_dir, data_fingerprint(config, train, holdout, test), config)
-        if initial_epoch >= config.epochs:
+        if initial_epoch >= config.epochs or _stopped_early(model_dir):
             return _evaluate_finished_run(config, model, model_dir,
                                           initial_epoch, holdout, test)
         with open(os.path.join(model_dir, "config.json"), "w") as f:
@@ -694,9 +760,23 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         _raise_naming_bad_media(config, error)
         raise
     wall_time = time.perf_counter() - start
+    trained = len(next(iter(history.values()), []))
     return _results(config, model, model_dir, holdout, test, history,
                     wall_time, initial_epoch,
-                    gblend.timings if gblend is not None else [])
+                    gblend.timings if gblend is not None else [],
+                    premise.diagnosis if premise is not None else None,
+                    stopped_early=(config.method == "early_stop"
+                                   and initial_epoch + trained < config.epochs))
+
+
+def _stopped_early(model_dir: str) -> bool:
+    """Whether the run in `model_dir` finished by early stopping (so a
+    rerun evaluates it instead of training on)."""
+    path = os.path.join(model_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return bool(json.load(f).get("stopped_early"))
 
 
 def _raise_naming_bad_media(config: ExperimentConfig, error) -> None:
@@ -745,7 +825,8 @@ def _evaluate_finished_run(config, model, model_dir, saved_epochs, holdout,
 
 
 def _results(config, model, model_dir, holdout, test, history, wall_time,
-             initial_epoch, estimation_timings=()) -> Dict:
+             initial_epoch, estimation_timings=(), ogm_diagnosis=None,
+             stopped_early=False) -> Dict:
     """Evaluates `model` and writes `metrics.json` and `model.keras`."""
     scores = model.evaluate(*test, return_dict=True, verbose=0)
     answer = select_answer(model, holdout, batch_size=config.batch_size)
@@ -768,7 +849,12 @@ def _results(config, model, model_dir, holdout, test, history, wall_time,
         "wall_time_s": wall_time,
         # Per G-Blend estimate: its epoch and seconds per phase.
         "estimation_timings": list(estimation_timings),
+        # OGM-GE's premise check (`ModalityImbalanceMonitor`), if run.
+        "ogm_diagnosis": (ogm_diagnosis.as_dict()
+                          if ogm_diagnosis is not None else None),
         "initial_epoch": initial_epoch,
+        # early_stop: stopped before `epochs` (the best epoch's weights).
+        "stopped_early": stopped_early,
         "history": {
             k: [float(v) for v in values] for k, values in history.items()
         },

@@ -8,7 +8,11 @@ from keras_gblend import fusion_layers
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.ogm import OGMGE
 
-FUSIONS = ("concat", "sum", "film", "gated")
+FUSIONS = ("concat", "sum", "film", "gated", "lmf", "se_gate")
+# The G-Blend paper's late-concat heads (supplementary 6.1): 0, 1, 2 or 4
+# FC+ReLU layers (kn -> n, then n -> n), then the linear classifier.
+CONCAT_PRESETS = {"concat_fc0": 0, "concat_fc1": 1, "concat_fc2": 2,
+                  "concat_fc4": 4}
 MODALITY_LOGITS = "modality_logits"
 
 
@@ -40,6 +44,11 @@ def late_fusion_model(
     modulation: Optional[OGMGE] = None,
     blend_scope: str = "shared",
     fusion_units: int = 128,
+    fusion_dropout: float = 0.0,
+    fusion_rank: int = 4,
+    se_source: int = 0,
+    loss_weighting: str = "blend",
+    multi_label: bool = False,
     name: str = "late_fusion",
 ) -> BlendedModel:
     """Builds a late-fusion classifier with one head per modality.
@@ -54,7 +63,15 @@ def late_fusion_model(
       before it;
     - `"sum"`: one linear classifier per modality, logits summed;
     - `"film"`: the first modality FiLM-conditions the others;
-    - `"gated"`: the first modality gates the others' projections.
+    - `"gated"`: the first modality gates the others' projections;
+    - `"lmf"`: low-rank multimodal fusion (`fusion_layers.LowRankFusion`);
+    - `"se_gate"`: one modality's features gate the other's channels, then
+      a linear classifier on both (`fusion_layers.SEGateFusion`);
+    - `"concat_fc0"`, `"concat_fc1"`, `"concat_fc2"`, `"concat_fc4"`: the
+      G-Blend paper's late-concat heads (supplementary 6.1): 0/1/2/4
+      FC+ReLU layers `kn -> n`, `n -> n`, ... (`n`: an encoder's feature
+      width, which must be the same for every modality), then the linear
+      classifier.
 
     Every head outputs logits: use `from_logits=True` losses. Linear
     concat and sum fusion also output `"modality_logits"` `(batch, k,
@@ -65,9 +82,17 @@ def late_fusion_model(
         encoders: `{modality: layer or model}` mapping one input to a
             feature vector `(batch, features)`.
         num_classes: number of classes.
-        fusion: `"concat"`, `"sum"`, `"film"` or `"gated"`.
+        fusion: one of `FUSIONS` or `CONCAT_PRESETS` (above).
         fusion_hidden_units: hidden layer widths of the concat fusion head.
-        fusion_units: projection width of gated fusion.
+        fusion_units: projection width of gated fusion; fused width of LMF.
+        fusion_dropout: dropout rate on the features right after they are
+            brought together (before the fusion head), a baseline of the
+            G-Blend paper; the uni-modal heads see no dropout.
+        fusion_rank: rank of LMF.
+        se_source: which modality (0 or 1) gates the other in `"se_gate"`.
+        loss_weighting: `"blend"` or `"uncertainty"` (see `BlendedModel`).
+        multi_label: independent sigmoid labels (see `BlendedModel`); the
+            heads still output logits.
         input_shapes: `{modality: shape}` (without batch) for encoders that
             are not built models.
         joint_output: name of the joint output.
@@ -86,8 +111,23 @@ def late_fusion_model(
         num_classes=10, fusion="concat")
     ```
     """
+    if fusion in CONCAT_PRESETS:
+        if fusion_hidden_units:
+            raise ValueError(
+                f"{fusion!r} sets the fusion head's layers itself; drop "
+                "`fusion_hidden_units` or use fusion='concat'."
+            )
+        preset, fusion = fusion, "concat"
+    else:
+        preset = None
     if fusion not in FUSIONS:
-        raise ValueError(f"`fusion` must be one of {FUSIONS}, got {fusion!r}.")
+        raise ValueError(
+            f"`fusion` must be one of {FUSIONS + tuple(CONCAT_PRESETS)}, got "
+            f"{fusion!r}."
+        )
+    if not 0 <= fusion_dropout < 1:
+        raise ValueError(
+            f"`fusion_dropout` must be in [0, 1), got {fusion_dropout}.")
     if not encoders:
         raise ValueError("`encoders` is empty: give one encoder per modality.")
     if joint_output in encoders or MODALITY_LOGITS in encoders:
@@ -99,7 +139,7 @@ def late_fusion_model(
         raise ValueError(
             "`fusion_hidden_units` applies to concat fusion only."
         )
-    if fusion in ("film", "gated") and len(encoders) < 2:
+    if fusion in ("film", "gated", "lmf") and len(encoders) < 2:
         raise ValueError(f"{fusion!r} fusion needs two or more modalities.")
     inputs, features, outputs = {}, {}, {}
     for modality, encoder in encoders.items():
@@ -116,7 +156,19 @@ def late_fusion_model(
         outputs[modality] = keras.layers.Dense(
             num_classes, name=f"{modality}_head"
         )(feature)
+    if preset is not None:
+        fusion_hidden_units = _preset_units(CONCAT_PRESETS[preset], features)
     feature_list = list(features.values())
+    if fusion_dropout:
+        # Elementwise, so dropping each modality's features is dropping the
+        # concatenation's; the concat classifier still splits per modality.
+        feature_list = [
+            keras.layers.Dropout(fusion_dropout, name=f"fusion_dropout_{m}")(f)
+            for m, f in features.items()
+        ]
+    if fusion == "se_gate" and len(encoders) != 2:
+        raise ValueError("'se_gate' fusion gates one modality by the other: "
+                         "it needs exactly two modalities.")
     modality_logits = None
     if fusion == "concat" and fusion_hidden_units:
         fused = keras.layers.Concatenate(name="fusion_concat")(feature_list)
@@ -138,6 +190,14 @@ def late_fusion_model(
         joint = fusion_layers.FiLMFusion(num_classes, name=joint_output)(
             feature_list
         )
+    elif fusion == "lmf":
+        joint = fusion_layers.LowRankFusion(
+            num_classes, units=fusion_units, rank=fusion_rank,
+            name=joint_output)(feature_list)
+    elif fusion == "se_gate":
+        joint = fusion_layers.SEGateFusion(
+            num_classes, source_index=se_source, name=joint_output
+        )(feature_list)
     else:
         joint = fusion_layers.GatedFusion(
             num_classes, units=fusion_units, name=joint_output
@@ -154,5 +214,20 @@ def late_fusion_model(
         ),
         modulation=modulation,
         blend_scope=blend_scope,
+        loss_weighting=loss_weighting,
+        multi_label=multi_label,
         name=name,
     )
+
+
+def _preset_units(layers: int, features) -> Tuple[int, ...]:
+    """`(n,) * layers` for a concat preset, `n` the encoders' common
+    feature width."""
+    widths = {m: int(f.shape[-1]) for m, f in features.items()}
+    if len(set(widths.values())) != 1:
+        raise ValueError(
+            "The paper's concat presets use one width n for every encoder "
+            f"(kn -> n); the encoders output {widths}. Use fusion='concat' "
+            "with `fusion_hidden_units`."
+        )
+    return (next(iter(widths.values())),) * layers

@@ -9,8 +9,8 @@ decomposition of the OGM-GE reference code):
 - concat: `out_m = f_m · W[rows of m] + b / k` (sum over m = joint logits);
 - sum: `out_m = f_m · W_m + b_m` (each modality's own classifier).
 
-`FiLMFusion` and `GatedFusion` do not decompose; OGM-GE then scores the
-uni-modal heads instead.
+`FiLMFusion`, `GatedFusion`, `LowRankFusion` (LMF) and `SEGateFusion` do
+not decompose; OGM-GE then scores the uni-modal heads instead.
 """
 
 from typing import Any, Dict, List
@@ -203,4 +203,129 @@ class GatedFusion(_FusionBase):
     def get_config(self):
         config = super().get_config()
         config.update(units=self.units, gate_index=self.gate_index)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gblend")
+class LowRankFusion(_FusionBase):
+    """Low-rank multimodal fusion, LMF (Liu et al., ACL 2018).
+
+    The tensor fusion `(z_1 ⊗ ... ⊗ z_k) · W` of the features with a 1
+    appended, `z_m = [f_m, 1]`, with `W` of rank `r` factored per modality:
+    `h = sum_r lambda_r * prod_m (z_m · A_m^(r)) + b`, `h` of width `units`;
+    then ReLU and a linear classifier. Used by the G-Blend paper's
+    "Different Architectures" comparison.
+
+    Args:
+        num_classes: number of classes.
+        units: width of the fused representation `h`.
+        rank: rank `r` of the factorisation.
+
+    Example:
+
+    ```python
+    joint = kg.fusion_layers.LowRankFusion(10, units=64, rank=4)([fa, fv])
+    ```
+    """
+
+    def __init__(self, num_classes: int, units: int = 128, rank: int = 4,
+                 **kwargs):
+        super().__init__(num_classes, **kwargs)
+        self.units = int(units)
+        self.rank = int(rank)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError("LowRankFusion needs two or more modalities.")
+        self.factors = [
+            self.add_weight(
+                shape=(self.rank, int(shape[-1]) + 1, self.units),
+                initializer="glorot_uniform", name=f"factor_{index}",
+            )
+            for index, shape in enumerate(input_shape)
+        ]
+        self.rank_weights = self.add_weight(
+            shape=(self.rank,), initializer="glorot_uniform",
+            name="rank_weights",
+        )
+        self.fusion_bias = self.add_weight(
+            shape=(self.units,), initializer="zeros", name="fusion_bias"
+        )
+        self.out = keras.layers.Dense(self.num_classes, name="out")
+        self.out.build((None, self.units))
+
+    def call(self, features: List):
+        product = None
+        for feature, factor in zip(features, self.factors):
+            ones = ops.ones_like(feature[:, :1])
+            z = ops.concatenate([feature, ones], axis=-1)  # (batch, d + 1)
+            projected = ops.einsum("bd,rdu->bru", z, factor)
+            product = projected if product is None else product * projected
+        fused = ops.einsum("bru,r->bu", product, self.rank_weights)
+        return self.out(ops.relu(fused + self.fusion_bias))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, rank=self.rank)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gblend")
+class SEGateFusion(_FusionBase):
+    """Squeeze-and-excitation gate between two streams, then concat.
+
+    One stream's features give channel weights for the other's:
+    `g = sigmoid(W_2 relu(W_1 f_source))`, `f_target' = g * f_target`;
+    the joint logits are a linear classifier on `[f_source, f_target']`
+    (the G-Blend paper's SE gate, supplementary 6.3, applied here to the
+    encoders' pooled output features).
+
+    Args:
+        num_classes: number of classes.
+        source_index: the stream that produces the gate (0 or 1).
+        reduction: bottleneck ratio of `W_1`.
+
+    Example:
+
+    ```python
+    joint = kg.fusion_layers.SEGateFusion(10, source_index=1)([fa, fv])
+    ```
+    """
+
+    def __init__(self, num_classes: int, source_index: int = 0,
+                 reduction: int = 4, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        self.source_index = int(source_index)
+        self.reduction = int(reduction)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError("SEGateFusion gates one stream by the other: "
+                             "it needs exactly two modalities.")
+        if self.source_index not in (0, 1):
+            raise ValueError(f"`source_index` must be 0 or 1, got "
+                             f"{self.source_index}.")
+        source = int(input_shape[self.source_index][-1])
+        target = int(input_shape[1 - self.source_index][-1])
+        self.squeeze = keras.layers.Dense(
+            max(1, target // self.reduction), activation="relu", name="squeeze")
+        self.squeeze.build((None, source))
+        self.excite = keras.layers.Dense(target, activation="sigmoid",
+                                         name="excite")
+        self.excite.build((None, max(1, target // self.reduction)))
+        self.out = keras.layers.Dense(self.num_classes, name="out")
+        self.out.build((None, source + target))
+
+    def gate(self, features: List):
+        """The channel weights `g` of the target stream."""
+        return self.excite(self.squeeze(features[self.source_index]))
+
+    def call(self, features: List):
+        source = features[self.source_index]
+        target = features[1 - self.source_index] * self.gate(features)
+        return self.out(ops.concatenate([source, target], axis=-1))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(source_index=self.source_index, reduction=self.reduction)
         return config

@@ -113,9 +113,11 @@ class GBlendCallback(keras.callbacks.Callback):
         super_epoch: online only: epochs between later estimates (the
             paper: 5).
         estimation_epochs: epochs each estimation clone trains (`n` of
-            Algorithm 1). `None`: as the paper, the length the weights will
-            be used for: the run's `epochs` offline, the coming super-epoch
-            online.
+            Algorithm 1). `None`: offline, the run's `epochs` (Algorithm 2,
+            `GB_Estimate(φ⁰, N)`); online, `super_epoch` at every estimate,
+            the first included (Algorithm 3's `n`; measured better than
+            training the first clones over the whole, longer first
+            super-epoch, and cheaper: see README).
         metric: `"loss"` or `"accuracy"` (OGR from error).
         estimation_fraction: share of the training data, per class, the
             clones train on, in (0, 1] (see README, "Estimation on a
@@ -269,6 +271,16 @@ class GBlendCallback(keras.callbacks.Callback):
             length = self.super_epoch
         return max(1, min(length, total_epochs - epoch))
 
+    def clone_epochs(self, epoch: int, total_epochs: int) -> int:
+        """Epochs the clones of an estimate made at the start of `epoch`
+        train: `estimation_epochs` if given, else the rest of the run
+        offline and `super_epoch` online (cut at `total_epochs`)."""
+        if self.estimation_epochs is not None:
+            return self.estimation_epochs
+        if self.mode == "offline":
+            return self.weights_used_for(epoch, total_epochs)
+        return max(1, min(self.super_epoch, total_epochs - epoch))
+
     def _estimation_due(self, epoch: int) -> bool:
         done_at = int(keras.ops.convert_to_numpy(
             self.model.blend_estimation_epoch
@@ -363,8 +375,7 @@ class GBlendCallback(keras.callbacks.Callback):
         estimator = self._blend_estimator()
         total_epochs = (self.params or {}).get("epochs") or epoch + 1
         estimate = estimator.estimate(
-            epochs=self.estimation_epochs
-            or self.weights_used_for(epoch, total_epochs),
+            epochs=self.clone_epochs(epoch, total_epochs),
             seed=self.seed + epoch,
             min_delta_o=self.min_delta_o,
             noise_z=self.noise_z,

@@ -35,7 +35,11 @@ Degenerate cases (the paper does not discuss them):
   generalize share the rest in proportion to `delta_g / delta_o**2`.
   Without this, a converged strong head and a converged joint head (gains
   within noise) get 0 and a weak head that still creeps forward gets the
-  whole weight.
+  whole weight. When the clearly generalizing heads held nothing before
+  (zeroed by an earlier estimate, the unclear heads holding everything),
+  they get what the blend would give them if every unclear head had
+  gained at the top of its noise band (`delta_g + noise_z * SE`):
+  otherwise they would be locked out at 0 for good.
 """
 
 from typing import Optional, Sequence
@@ -224,9 +228,14 @@ def updated_blend_weights(
 
     - clearly generalizing (`delta_g > noise_z * SE`): they share the
       previous weight of this group and of the next one, in proportion to
-      `delta_g / delta_o**2` (Proposition 1 among them);
+      `delta_g / delta_o**2` (Proposition 1 among them); if that pool is
+      0 (they were zeroed before), their share is instead their part of
+      Proposition 1's blend over every head that is not clearly worse,
+      with each unclear head's gain at the top of its noise band
+      (`delta_g + noise_z * SE`), so they are not locked out;
     - clearly worse on the holdout (`delta_g < -noise_z * SE`): weight 0;
-    - within noise: their previous weight, unchanged.
+    - within noise: their previous weight (scaled down to make room in
+      the locked-out case).
 
     When every head generalizes clearly (the usual first estimate) this is
     `blend_weights`.
@@ -271,8 +280,24 @@ def updated_blend_weights(
     gaining = generalizing_heads(delta_g, delta_g_se, noise_z)
     losing = (delta_g < 0) & (delta_g < -threshold)
     unclear = ~gaining & ~losing
-    weights = np.where(unclear, previous, 0.0)
-    weights[gaining] = (1.0 - previous[unclear].sum()) * clear_weights[gaining]
+    # The clear gains' share: what they held before plus what the clearly
+    # worse heads held. If that is nothing (heads zeroed earlier, the
+    # unclear ones holding everything), they would be locked out for good:
+    # then they get what the blend would give them if every unclear head
+    # had gained at the top of its noise band.
+    share = 1.0 - previous[unclear].sum()
+    if share <= 0.0:
+        optimistic = blend_weights(
+            np.where(unclear, np.maximum(delta_g + threshold, 0.0), delta_g)
+            * ~losing, delta_o, min_delta_o=min_delta_o,
+            delta_o_se=delta_o_se,
+        )
+        share = optimistic[gaining].sum()
+    unclear_total = previous[unclear].sum()
+    weights = np.zeros_like(previous)
+    if unclear_total > 0:
+        weights[unclear] = (1.0 - share) * previous[unclear] / unclear_total
+    weights[gaining] = share * clear_weights[gaining]
     return weights / weights.sum()
 
 

@@ -18,7 +18,7 @@ from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.checkpointing import ResumableCheckpoint  # noqa: E402
 from keras_gblend.data.layout import MediaError  # noqa: E402
-from keras_gblend.fusion import FUSIONS  # noqa: E402
+from keras_gblend.fusion import CONCAT_PRESETS, FUSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +36,11 @@ def define_flags():
         "One of " + "|".join(experiment.METHODS) + "|unimodal:<m>. naive: "
         "joint head only; unimodal:<m>: modality m alone; unimodal: every modality alone (in one run); "
         "gblend_offline / gblend_online: Gradient-Blending; ogm / ogm_ge: "
-        "OGM(-GE) on the naive network; gblend_*+ogm_ge: both.")
+        "OGM(-GE) on the naive network; gblend_*+ogm_ge: both. The G-Blend "
+        "paper's baselines: aux_loss (every head 1/(k+1)), uncertainty "
+        "(learned loss weights, Kendall et al.), pretrain_finetune "
+        "(uni-modal pre-training, then the fused model), early_stop (naive, "
+        "stopped on the holdout, best weights restored).")
     flags.DEFINE_integer("epochs", defaults.epochs, "Training epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.", lower_bound=1)
     flags.DEFINE_enum("optimizer", defaults.optimizer, list(experiment.OPTIMIZERS),
@@ -56,7 +60,20 @@ def define_flags():
     flags.DEFINE_integer("hidden_units", defaults.hidden_units,
                          "Encoder width (default: 256 on uci_paradox, 64 on "
                          "uci_mfeat).", lower_bound=1)
-    flags.DEFINE_enum("fusion", defaults.fusion, list(FUSIONS), "Fusion.")
+    flags.DEFINE_enum("fusion", defaults.fusion,
+                      list(FUSIONS) + list(CONCAT_PRESETS),
+                      "Fusion head (concat_fc<n>: the G-Blend paper's late "
+                      "concat with n FC layers).")
+    flags.DEFINE_float("fusion_dropout", defaults.fusion_dropout,
+                       "Dropout rate on the features at the fusion.",
+                       lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_integer("pretrain_epochs", None,
+                         "pretrain_finetune: epochs of uni-modal "
+                         "pre-training (default: half the run).",
+                         lower_bound=1)
+    flags.DEFINE_integer("patience", defaults.patience,
+                         "early_stop: epochs without a better holdout joint "
+                         "loss before stopping.", lower_bound=1)
     flags.DEFINE_enum("blend_scope", defaults.blend_scope,
                       list(experiment.BLEND_SCOPES),
                       "shared: blend weights scale the encoders' gradients, "
@@ -76,9 +93,8 @@ def define_flags():
                          "Online G-Blend: epochs between later estimates.",
                          lower_bound=1)
     flags.DEFINE_integer("estimation_epochs", None,
-                         "Epochs each estimation clone trains (default, as "
-                         "the paper: the epochs the weights are for: the "
-                         "whole run offline, the super-epoch online).",
+                         "Epochs each estimation clone trains (default: "
+                         "the whole run offline, --super_epoch online).",
                          lower_bound=1)
     flags.DEFINE_float("estimation_fraction", defaults.estimation_fraction,
                        "Share of the training data (per class) the "
@@ -110,6 +126,13 @@ def define_flags():
     flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy.")
     flags.DEFINE_bool("deterministic", False,
                       "tf.config.experimental.enable_op_determinism().")
+    flags.DEFINE_bool("ogm_premise_check", defaults.ogm_premise_check,
+                      "OGM methods: halfway through the run, train "
+                      "each modality alone (a clone, as many epochs as "
+                      "trained so far, on half the data; about a quarter of "
+                      "the run's cost) and warn if the slowed modality is "
+                      "the only informative one "
+                      "(kg.ModalityImbalanceMonitor).")
     flags.DEFINE_bool("ogr_monitor", False,
                       "Log each head's overfitting, generalization and OGR "
                       "every epoch (kg.OGRMonitor).")
@@ -131,6 +154,9 @@ def config_from_flags() -> experiment.ExperimentConfig:
         lr_schedule=FLAGS.lr_schedule,
         hidden_units=FLAGS.hidden_units,
         fusion=FLAGS.fusion,
+        fusion_dropout=FLAGS.fusion_dropout,
+        pretrain_epochs=FLAGS.pretrain_epochs,
+        patience=FLAGS.patience,
         blend_scope=FLAGS.blend_scope,
         holdout_fraction=FLAGS.holdout_fraction,
         warmup_epochs=FLAGS.warmup_epochs,
@@ -151,6 +177,7 @@ def config_from_flags() -> experiment.ExperimentConfig:
         mixed_precision=FLAGS.mixed_precision,
         deterministic=FLAGS.deterministic,
         ogr_monitor=FLAGS.ogr_monitor,
+        ogm_premise_check=FLAGS.ogm_premise_check,
         verbose=FLAGS.verbose,
     )
     if FLAGS["momentum"].present and FLAGS.optimizer != "sgd":
@@ -195,7 +222,12 @@ def main(argv):
     summary = {k: results[k] for k in ("method", "reported_head", "views",
                                          "test_accuracy", "answer",
                                          "blend_weights", "wall_time_s")}
+    diagnosis = results.get("ogm_diagnosis")
+    if diagnosis:
+        summary["ogm_alone_accuracy"] = diagnosis["alone_accuracy"]
     print(json.dumps(summary, indent=2))
+    if diagnosis and diagnosis["warning"]:
+        print(f"WARNING: {diagnosis['warning']}")
     if config.model_dir:
         print(f"Results in {os.path.join(config.model_dir, 'metrics.json')}")
 

@@ -17,7 +17,10 @@ def _run(script, *flags):
 
 def test_speed_benchmark_tiny(tmp_path):
     out = tmp_path / "speed"
+    # (The ResNet-18 section takes minutes: not here.)
     result = _run("speed.py", "--steps=2", "--repeats=1", "--epochs=1",
+                  "--sections=ogm_step", "--sections=online_vs_naive",
+                  "--sections=estimation",
                   "--estimation_epochs=1", "--view_sets=fac,mor",
                   "--view_sets=fac,mor,zer", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -33,6 +33,12 @@ def test_schedule_predicate():
         0, 10, 15, 20, 25]
     assert [paper.weights_used_for(e, 30) for e in (0, 10, 25)] == [10, 5, 5]
     assert paper.weights_used_for(25, 27) == 2  # cut at the run's end
+    # Its clones train n = super_epoch = 5 at every estimate, the first
+    # included (cut at the run's end); a stated n wins.
+    assert [paper.clone_epochs(e, 30) for e in (0, 10, 25)] == [5, 5, 5]
+    assert paper.clone_epochs(25, 27) == 2
+    assert kg.GBlendCallback(_split()[1], estimation_epochs=3).clone_epochs(
+        0, 30) == 3
     warm = kg.GBlendCallback(_split()[1], warmup_epochs=10, first_super_epoch=5)
     assert [e for e in range(30) if warm.is_estimation_epoch(e)] == [
         10, 15, 20, 25]
@@ -40,6 +46,7 @@ def test_schedule_predicate():
     assert not any(offline.is_estimation_epoch(e) for e in range(30))
     assert offline.weights_used_for(0, 30) == 30
     assert offline.weights_used_for(4, 30) == 26
+    assert offline.clone_epochs(0, 30) == 30
 
 
 def test_paper_online_schedule_estimates_at_0_10_15_with_matching_lengths(
@@ -51,8 +58,8 @@ def test_paper_online_schedule_estimates_at_0_10_15_with_matching_lengths(
     history = _fit(model, train, callback, epochs=17)
     assert history.history["gblend/estimation_epoch"] == (
         [0] * 10 + [10] * 5 + [15] * 2)
-    # n = the super-epoch each estimate is for (the last cut at epoch 17).
-    assert [call["epochs"] for call in calls] == [10, 5, 2]
+    # n = super_epoch = 5 (the last cut at epoch 17).
+    assert [call["epochs"] for call in calls] == [5, 5, 2]
     assert model.blend_weights != {"a": 1.0, "v": 1.0, "joint": 1.0}
 
 

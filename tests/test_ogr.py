@@ -224,8 +224,10 @@ def test_ogr_ratio_and_blend_accept_integer_inputs():
 
 
 def test_update_normalises_previous_weights_and_reads_zero_as_uniform():
-    delta_g, delta_o = [0.3, 0.01, 0.02], [0.1, 0.1, 0.1]
-    se = [0.02, 0.02, 0.02]  # head 0 clear, heads 1 and 2 within noise
+    delta_g, delta_o = [0.03, 0.01, 0.02], [0.1, 0.1, 0.1]
+    # Head 0 clear; heads 1 and 2 within noise, with bands reaching 0.41
+    # and 0.42, so head 0's floor (0.03 / 0.86) stays below its 0.25.
+    se = [0.01, 0.2, 0.2]
     weights = ogr.updated_blend_weights([2.0, 2.0, 4.0], delta_g, delta_o,
                                         delta_g_se=se)
     np.testing.assert_allclose(weights, [0.25, 0.25, 0.5])  # shares kept
@@ -240,9 +242,10 @@ def test_update_passes_its_noise_settings_to_the_blend():
     previous = [0.25, 0.25, 0.5]
     delta_g, delta_o = [0.2, 0.2, 0.01], [0.1, 0.1, 0.1]
     weights = ogr.updated_blend_weights(
-        previous, delta_g, delta_o, delta_g_se=[0.02, 0.02, 0.02],
+        previous, delta_g, delta_o, delta_g_se=[0.02, 0.02, 0.2],
         delta_o_se=[0.1, 0.2, 0.0])
-    # ΔO used: 0.1 and 0.2 -> shares 1/0.01 : 1/0.04 = 4 : 1 of 0.5.
+    # ΔO used: 0.1 and 0.2 -> shares 1/0.01 : 1/0.04 = 4 : 1 of 0.5 (head
+    # 2's wide band, 0.41 / 0.1², keeps their floor, 25/66, below 0.5).
     np.testing.assert_allclose(weights, [0.4, 0.1, 0.5])
     # noise_z=15: a gain of 0.2 with SE 0.02 is no longer clear, so no head
     # generalizes clearly.
@@ -257,6 +260,46 @@ def test_update_without_standard_errors_goes_by_the_sign_of_the_gain():
     weights = ogr.updated_blend_weights(
         [0.2, 0.3, 0.5], delta_g=[0.0, 0.001, -0.1], delta_o=[0.1] * 3)
     np.testing.assert_allclose(weights, [0.2, 0.8, 0.0])
+    # Two clear gains share their pool by ΔG/ΔO².
+    weights = ogr.updated_blend_weights(
+        [0.2, 0.3, 0.5], delta_g=[0.002, 0.001, -0.1], delta_o=[0.1] * 3)
+    np.testing.assert_allclose(weights, [2 / 3, 1 / 3, 0.0])
+
+
+def test_a_clear_gain_is_not_locked_out_by_heads_within_noise():
+    # Seen on weak-visual AV-digits: audio held the whole weight; at a
+    # later estimate the joint head clearly gained (0.156 > 2 x 0.058)
+    # while audio and visual were within noise. The joint head must get
+    # its share of the blend with audio and visual at the top of their
+    # noise bands, not 0.
+    se_g, se_o = [0.052, 0.072, 0.058], [0.061, 0.076, 0.066]
+    delta_g, delta_o = [0.053, 0.143, 0.156], [0.002, 0.225, -0.054]
+    weights = ogr.updated_blend_weights(
+        [1.0, 0.0, 0.0], delta_g, delta_o, delta_g_se=se_g, delta_o_se=se_o)
+    audio = (0.053 + 2 * 0.052) / 0.061**2
+    visual = (0.143 + 2 * 0.072) / 0.225**2
+    joint = 0.156 / 0.066**2
+    expected_joint = joint / (audio + visual + joint)
+    np.testing.assert_allclose(
+        weights, [1 - expected_joint, 0.0, expected_joint], rtol=1e-9)
+    assert 0.4 < weights[2] < 0.45
+    # Not a lock-out (the joint head held some weight): no floor, the
+    # unclear heads keep theirs and the joint head its pool.
+    weights = ogr.updated_blend_weights(
+        [0.9, 0.0, 0.1], delta_g, delta_o, delta_g_se=se_g, delta_o_se=se_o)
+    np.testing.assert_allclose(weights, [0.9, 0.0, 0.1])
+
+
+def test_a_weak_head_creeping_forward_gets_no_floor():
+    # Converged strong and joint heads (tiny gains, tiny noise) and a weak
+    # head with a clear small gain, as in UCI-paradox's late estimates: the
+    # weak head keeps its small pool; the floor would hand it most of the
+    # weight (fac's band 0.008 / 0.01² against zer's 0.148 / 0.05²).
+    weights = ogr.updated_blend_weights(
+        [0.946, 0.002, 0.052], delta_g=[0.002, 0.148, -0.002],
+        delta_o=[0.001, 0.05, 0.001], delta_g_se=[0.003, 0.02, 0.003],
+        delta_o_se=[0.002, 0.02, 0.002])
+    np.testing.assert_allclose(weights, [0.946, 0.002, 0.052])
 
 
 def test_update_errors_name_the_head():
@@ -279,5 +322,6 @@ def test_a_loss_exactly_at_the_noise_bound_is_within_noise():
     # its weight.
     weights = ogr.updated_blend_weights(
         [0.2, 0.3, 0.5], delta_g=[-0.04, 0.3, 0.0], delta_o=[0.1] * 3,
-        delta_g_se=[0.02, 0.02, 0.02], noise_z=2.0)
+        delta_g_se=[0.02, 0.02, 0.35], noise_z=2.0)  # (head 2's wide band
+    # keeps head 1's floor, 30/100, at its 0.3)
     np.testing.assert_allclose(weights, [0.2, 0.3, 0.5])

@@ -1,0 +1,105 @@
+"""Multi-label tasks: sigmoid heads, OGM-GE's score, G-Blend, mAP, and the
+paper's sub-sampling algorithm."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_gblend as kg
+from keras_gblend import multilabel, ogm
+
+
+def _multi_label_data(n=160, seed=0):
+    """Four labels: a decides labels 0 and 1, v labels 2 and 3 (noisily)."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 4)) < 0.4).astype("float32")
+    x = {"a": (labels[:, :2] @ rng.normal(size=(2, 6)) * 2
+               + 0.3 * rng.normal(size=(n, 6))).astype("float32"),
+         "v": (labels[:, 2:] @ rng.normal(size=(2, 4)) * 2
+               + 1.0 * rng.normal(size=(n, 4))).astype("float32")}
+    return x, labels
+
+
+def _model(**kwargs):
+    keras.utils.set_random_seed(0)
+    encoders = {m: keras.Sequential(
+        [keras.Input((d,)), keras.layers.Dense(8, activation="relu")],
+        name=f"enc_{m}") for m, d in (("a", 6), ("v", 4))}
+    model = kg.late_fusion_model(encoders, 4, multi_label=True, **kwargs)
+    model.compile(keras.optimizers.SGD(0.2),
+                  keras.losses.BinaryCrossentropy(from_logits=True),
+                  loss_weights=[1 / 3] * 3,
+                  metrics=multilabel.multi_label_metrics())
+    return model
+
+
+def test_ogm_score_is_the_mean_sigmoid_probability_of_true_labels():
+    logits = np.array([[[2.0, -1.0, 0.0]], [[0.0, 0.0, 3.0]]], "float32")
+    labels = np.array([[1, 0, 1], [0, 0, 0]], "float32")
+    # Shape (batch=2, k=1, 3) after transposing: two examples, one modality.
+    scores = ogm.modality_scores(logits, labels, multi_label=True)
+    sigmoid = 1 / (1 + np.exp(-logits[:, 0]))
+    expected = (sigmoid[0, 0] + sigmoid[0, 2]) / 2 + 0.0  # 2nd: no label
+    np.testing.assert_allclose(scores, [expected], rtol=1e-6)
+
+
+def test_multi_label_trains_with_gblend_and_ogm():
+    x, y = _multi_label_data()
+    model = _model(modulation=kg.OGMGE(alpha=0.3, seed=0))
+    estimate = kg.estimate_blend_weights(model, (x, y), (x, y), epochs=2,
+                                         batch_size=32, metric="accuracy")
+    assert estimate.fused and np.isclose(estimate.weights.sum(), 1.0)
+    # Hamming errors: each head's error is a share of labels, in [0, 1].
+    assert np.all((estimate.holdout_end >= 0) & (estimate.holdout_end <= 1))
+    history = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    assert history.history["joint_mauc"][-1] > 0.9
+    scores = model.predict(x, verbose=0)
+    # Each uni-modal head knows its own labels only.
+    assert multilabel.mean_average_precision(
+        y[:, :2], scores["a"][:, :2]) > 0.9
+    assert multilabel.mean_average_precision(
+        y[:, 2:], scores["a"][:, 2:]) < 0.75
+    assert "ogm/coefficient/a" in history.history
+    with pytest.raises(ValueError, match="multi-label"):
+        kg.select_answer(model, (x, y))
+
+
+def test_average_precision_by_hand():
+    # Ranks 1..4: hits at ranks 1 and 3 -> (1/1 + 2/3) / 2.
+    assert multilabel.average_precision(
+        np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])
+    ) == pytest.approx((1 + 2 / 3) / 2)
+    truth = np.array([[1, 0], [0, 1], [1, 0]])
+    scores = np.array([[0.9, 0.2], [0.1, 0.3], [0.2, 0.8]])
+    # Label 0: hits at ranks 1, 2 -> 1. Label 1: ranks (0.8, 0.3, 0.2):
+    # its one hit is rank 2 -> 0.5. mAP 0.75.
+    assert multilabel.mean_average_precision(truth, scores) == 0.75
+    with pytest.raises(ValueError, match="examples, labels"):
+        multilabel.mean_average_precision(truth, scores[:, :1])
+
+
+def test_subsample_and_balance_reaches_the_target_volume():
+    labels = np.eye(3, dtype=int)[[0] * 1000 + [1] * 100 + [2] * 9]
+    rows, kept = multilabel.subsample_and_balance(labels, 10, 50, seed=0)
+    assert kept.tolist() == [0, 1]  # label 2 below M = 10: removed
+    assert np.bincount(labels[rows].argmax(1), minlength=3).tolist() == [
+        50, 50, 0]
+    # Correlated labels: label 1 is on every example, label 0 on half,
+    # label 2 on a random half (volumes 300, 600, 310). Selecting through
+    # labels 0 and 2 adds to label 1, so it passes N; the rarer labels
+    # reach N and the imbalance shrinks from 2.0 to 1.5.
+    rng = np.random.default_rng(1)
+    multi = np.zeros((600, 3), int)
+    multi[:300, [0, 1]] = 1
+    multi[300:, 1] = 1
+    multi[rng.random(600) < 0.5, 2] = 1
+    rows, _ = multilabel.subsample_and_balance(multi, 1, 40, seed=0)
+    volumes = multi[rows].sum(axis=0)
+    assert volumes[0] >= 40 and volumes[2] >= 40
+    assert volumes.max() / volumes.min() < 1.6
+    assert len(set(rows.tolist())) == len(rows)
+    # Same seed, same selection.
+    again, _ = multilabel.subsample_and_balance(multi, 1, 40, seed=0)
+    np.testing.assert_array_equal(rows, again)
+    with pytest.raises(ValueError, match="multi-hot"):
+        multilabel.subsample_and_balance(np.array([0, 1, 2]), 1, 5)
