@@ -53,14 +53,15 @@ EQUIVALENTS = os.path.join(HERE, "mutation_equivalents.json")
 
 CORE_MODULES = ("ogr", "measurement_noise", "estimation", "gblend_callback",
                 "holdout", "ogm", "blended_model", "checkpointing", "answer",
-                "stratified_subset")
+                "stratified_subset", "modality_imbalance", "multilabel")
 # Fast, in-process tests: mutmut maps each function to the ones that run it.
 TEST_FILES = ("test_ogr.py", "test_measurement_noise.py", "test_estimation.py",
               "test_gblend_callback.py", "test_invariants.py",
               "test_holdout.py", "test_ogm.py", "test_blended_model.py",
               "test_checkpointing.py", "test_answer.py", "test_bad_input.py",
               "test_ogr_monitor.py", "test_fusion.py",
-              "test_estimation_subset.py")
+              "test_estimation_subset.py", "test_modality_imbalance.py",
+              "test_multilabel.py", "test_baselines.py")
 DO_NOT_MUTATE = (
     r"^\s*(?:[rRfF]{0,2})[\"'].*[\"']\)?,?\s*$",  # message text lines
     r"^\s*(?:print|logging\.\w+|warnings\.warn)\(",

@@ -25,6 +25,15 @@ def test_diagnosis_by_hand():
     assert modality_imbalance.diagnose(
         {"audio": 0.88, "visual": 0.3}, {"audio": 0.5, "visual": 1.0}, 10,
         threshold=0.2).warning is None
+    # The slowed modality is the one with the lowest coefficient, wherever
+    # it is in the dict; "within threshold" is strict.
+    found = modality_imbalance.diagnose(
+        {"audio": 0.3, "visual": 0.88}, {"audio": 1.0, "visual": 0.5}, 10)
+    assert found.slowed == "visual" and "slowing 'visual'" in found.warning
+    assert found.coefficient == {"audio": 1.0, "visual": 0.5}
+    at_threshold = modality_imbalance.diagnose(
+        {"a": 0.55, "b": 1.0}, {"a": 1.0, "b": 0.5}, 10, threshold=0.5)
+    assert at_threshold.warning is None  # 0.5 is not below 0.5 * 1.0
     # Nothing slowed (GE noise only): nothing to judge.
     nothing = modality_imbalance.diagnose(
         {"audio": 0.88, "visual": 0.3}, {"audio": 1.0, "visual": 1.0}, 10)
@@ -91,6 +100,12 @@ def test_monitor_validates_its_arguments_and_needs_ogm():
         kg.ModalityImbalanceMonitor((x, y), fraction=0.0)
     with pytest.raises(ValueError, match="check_epoch"):
         kg.ModalityImbalanceMonitor((x, y), check_epoch=0)
+    with pytest.raises(ValueError, match="epochs"):
+        kg.ModalityImbalanceMonitor((x, y), epochs=1.5)
+    for threshold in (0.0, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            kg.ModalityImbalanceMonitor((x, y), threshold=threshold)
+    assert kg.ModalityImbalanceMonitor((x, y), threshold=1.0).threshold == 1.0
     model = toy_model()
     model.compile("sgd", sparse_ce())
     with pytest.raises(ValueError, match="OGMGE"):
@@ -113,3 +128,27 @@ def test_scoring_heads_that_never_train_is_refused():
     model.compile("sgd", sparse_ce(), loss_weights=[0.0, 0.0, 1.0])
     model.fit(x, y, epochs=1, verbose=0)
     assert model.history.history["ogm/coefficient/a"][0] <= 1.0
+
+
+def test_monitor_trains_each_modality_as_long_as_the_model_by_default(
+        monkeypatch):
+    from keras_gblend import estimation
+
+    asked = []
+    real = estimation.BlendEstimator.unimodal_holdout_values
+
+    def spy(self, epochs, seed=None):
+        asked.append((epochs, self.batch_size, self.estimation_fraction))
+        return real(self, epochs, seed)
+
+    monkeypatch.setattr(estimation.BlendEstimator, "unimodal_holdout_values",
+                        spy)
+    x, y = toy_data(n=96)
+    model = toy_model(seed=0, modulation=kg.OGMGE(alpha=0.5, seed=0))
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
+                  loss_weights=[0.0, 0.0, 1.0])
+    monitor = kg.ModalityImbalanceMonitor((x, y), check_epoch=3)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[monitor])
+    # check_epoch epochs, the fit's batch size, half the data.
+    assert asked == [(3, 16, 0.5)]
+    assert monitor.diagnosis.epoch == 3

@@ -103,3 +103,36 @@ def test_subsample_and_balance_reaches_the_target_volume():
     np.testing.assert_array_equal(rows, again)
     with pytest.raises(ValueError, match="multi-hot"):
         multilabel.subsample_and_balance(np.array([0, 1, 2]), 1, 5)
+
+
+def test_multi_label_metrics_read_logits_and_differ_by_curve():
+    # Correctly ranked, all logits negative: read as logits (sigmoid) the
+    # ranking is perfect; read as probabilities every score sits below
+    # every threshold.
+    mauc, mean_ap = multilabel.multi_label_metrics()
+    assert (mauc.name, mean_ap.name) == ("mauc", "map")
+    truth = np.array([[1, 0], [0, 1], [0, 0], [1, 1]], "float32")
+    logits = np.array([[-1, -4], [-4, -1], [-4, -4], [-1, -1]], "float32")
+    for metric in (mauc, mean_ap):
+        metric.update_state(truth, logits)
+        assert float(metric.result()) == pytest.approx(1.0, abs=0.02)
+    # One positive ranked second of four: ROC AUC 2/3, average precision 1/2.
+    mauc, mean_ap = multilabel.multi_label_metrics()
+    truth = np.array([[0], [1], [0], [0]], "float32")
+    logits = np.array([[3.0], [1.0], [-1.0], [-3.0]], "float32")
+    mauc.update_state(truth, logits)
+    mean_ap.update_state(truth, logits)
+    assert float(mauc.result()) == pytest.approx(2 / 3, abs=0.02)
+    assert float(mean_ap.result()) < float(mauc.result()) - 0.1
+
+
+def test_subsample_and_balance_validates_and_keeps_a_label_at_m():
+    labels = np.eye(2, dtype=int)[[0] * 5 + [1] * 4]
+    _, kept = multilabel.subsample_and_balance(labels, 5, 3)
+    assert kept.tolist() == [0]  # volume 5 >= M = 5 kept, 4 removed
+    rows, _ = multilabel.subsample_and_balance(labels, 0, 1)
+    assert len(rows) == 2  # N = 1 is allowed: one example per label
+    for bad in (dict(labels=np.array([0, 1, 1]), m=1, n=5),  # not 2-D
+                dict(labels=labels, m=-1, n=5), dict(labels=labels, m=1, n=0)):
+        with pytest.raises(ValueError):
+            multilabel.subsample_and_balance(bad["labels"], bad["m"], bad["n"])
