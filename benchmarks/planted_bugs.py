@@ -75,7 +75,7 @@ BUGS = {
          "test_head_losses_average_over_examples_with_a_partial_last_batch"]),
     "validation_split_rows_estimated": (
         "fit(validation_split=...) rows used by the G-Blend estimation",
-        "keras_gblend/gblend_callback.py",
+        "keras_gblend/blended_model.py",
         "        if fit_data.validation_split:",
         "        if False:",
         ["tests/test_invariants.py::"

@@ -14,6 +14,8 @@ from typing import Any, Dict
 
 import keras
 
+from keras_gblend.input_checks import check_integer
+
 
 class PretrainFinetune(keras.callbacks.Callback):
     """Pre-trains every uni-modal network, then fine-tunes the fused model.
@@ -37,12 +39,8 @@ class PretrainFinetune(keras.callbacks.Callback):
 
     def __init__(self, pretrain_epochs: int):
         super().__init__()
-        if (isinstance(pretrain_epochs, bool) or int(pretrain_epochs) !=
-                pretrain_epochs or pretrain_epochs < 1):
-            raise ValueError(
-                f"`pretrain_epochs` must be an integer >= 1, got "
-                f"{pretrain_epochs!r}.")
-        self.pretrain_epochs = int(pretrain_epochs)
+        self.pretrain_epochs = check_integer("pretrain_epochs",
+                                             pretrain_epochs, 1)
 
     def get_config(self) -> Dict[str, Any]:
         return {"pretrain_epochs": self.pretrain_epochs}

@@ -764,9 +764,46 @@ class BlendedModel(keras.Model):
     def current_fit_data(self) -> Optional[FitData]:
         """The training data of the `fit` call in progress, else `None`.
 
-        `GBlendCallback` trains its estimation clones on it.
+        `GBlendCallback` and `ModalityImbalanceMonitor` train their clones
+        on it (`current_training_rows`).
         """
         return self._fit_data
+
+    def current_training_rows(self, who: str):
+        """The rows the `fit` in progress trains on, for a callback that
+        trains clones on them: its dataset, or `(x, y[, sample_weight])`
+        arrays without the `validation_split` rows Keras validates on.
+
+        Args:
+            who: the callback's name, for the error messages.
+
+        Raises:
+            ValueError: no `fit` in progress, or inputs other than arrays
+                with `y` or a `tf.data.Dataset`.
+        """
+        fit_data = self._fit_data
+        if fit_data is None:
+            raise ValueError(
+                f"{who} found no training data: call `model.fit` on "
+                "the BlendedModel itself, or pass `train=`."
+            )
+        if isinstance(fit_data.x, tf.data.Dataset):
+            return fit_data.x
+        if fit_data.y is None:
+            raise ValueError(
+                f"{who} can estimate from `fit(x, y)` arrays or a "
+                "tf.data.Dataset; for other inputs (generators, PyDataset) "
+                "pass `train=`."
+            )
+        data = (fit_data.x, fit_data.y)
+        if fit_data.sample_weight is not None:
+            data += (fit_data.sample_weight,)
+        if fit_data.validation_split:
+            # Keras validates on the last rows; train clones on the rest only.
+            size = input_data.num_examples(fit_data.x)
+            keep = np.arange(int(size * (1.0 - fit_data.validation_split)))
+            data = tuple(input_data.take_rows(part, keep) for part in data)
+        return data
 
     @property
     def num_classes(self) -> Optional[int]:

@@ -48,9 +48,15 @@ def frames_encoder(
     """The same conv blocks applied to each frame of `(frames, h, w, 3)`,
     then the mean over frames (temporal pooling, as the OGM-GE reference's
     visual network over its 3 frames)."""
+    return _mean_over_frames(input_shape, _conv_stack(widths, f"{name}_convs"),
+                             name)
+
+
+def _mean_over_frames(input_shape: Sequence[int], trunk, name: str):
+    """`trunk` on each frame of `(frames, ...)`, then the mean over frames."""
     inputs = keras.Input(tuple(input_shape))
     per_frame = keras.layers.TimeDistributed(
-        _conv_stack(widths, f"{name}_convs"), name=f"{name}_per_frame"
+        trunk, name=f"{name}_per_frame"
     )(inputs)
     features = keras.layers.GlobalAveragePooling1D(name=f"{name}_time_pool")(
         per_frame
@@ -118,12 +124,6 @@ def resnet18_frames(input_shape: Sequence[int],
     encoder = kg.encoders.resnet18_frames((3, 112, 112, 3))
     ```
     """
-    inputs = keras.Input(tuple(input_shape))
-    per_frame = keras.layers.TimeDistributed(
-        resnet18(tuple(input_shape)[1:], name=f"{name}_resnet18"),
-        name=f"{name}_per_frame",
-    )(inputs)
-    features = keras.layers.GlobalAveragePooling1D(name=f"{name}_time_pool")(
-        per_frame
-    )
-    return keras.Model(inputs, features, name=name)
+    return _mean_over_frames(
+        input_shape, resnet18(tuple(input_shape)[1:], name=f"{name}_resnet18"),
+        name)

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from keras_gblend import (
     head_graph,
+    input_checks,
     input_data,
     measurement_noise,
     ogr,
@@ -518,8 +519,7 @@ class BlendEstimator:
                 "`on_no_generalization` must be 'raise' or 'keep', got "
                 f"{on_no_generalization!r}."
             )
-        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
-            raise ValueError(f"`epochs` must be an integer >= 1, got {epochs}.")
+        input_checks.check_integer("epochs", epochs, 1)
         if noise_z is not None and not (0 <= noise_z < math.inf):
             raise ValueError(
                 f"`noise_z` must be >= 0 and finite, got {noise_z}."
@@ -539,15 +539,7 @@ class BlendEstimator:
                 start_train, start_holdout = self._measure(clone, heads)
                 seconds["measuring"] += time.perf_counter() - started
             started = time.perf_counter()
-            clone.fit(
-                self._train_batches(seed),
-                epochs=int(epochs),
-                shuffle=False,  # arrays are shuffled, seeded, in the dataset
-                verbose=verbose,
-                callbacks=[RaiseOnNonFiniteLoss(
-                    f"the estimation clone of head(s) {list(group)} (the "
-                    "model and its weights are unchanged)")],
-            )
+            self._train_clone(clone, group, epochs, seed, verbose)
             seconds["training"] += time.perf_counter() - started
             started = time.perf_counter()
             on_train, on_holdout = self._measure(clone, group)
@@ -594,12 +586,24 @@ class BlendEstimator:
             if self.model.joint_output in group:
                 continue
             clone = self._clone(group)
-            clone.fit(self._train_batches(seed), epochs=int(epochs),
-                      shuffle=False, verbose=0)
+            self._train_clone(clone, group, epochs, seed)
             _, on_holdout = self._measure(clone, group)
             values.update(zip(group, on_holdout.mean(axis=1).tolist()))
             del clone
         return values
+
+    def _train_clone(self, clone, group, epochs, seed, verbose=0) -> None:
+        """Trains `clone` (compiled for `group`) `epochs` epochs on the
+        subset; a non-finite loss raises, the model untouched."""
+        clone.fit(
+            self._train_batches(seed),
+            epochs=int(epochs),
+            shuffle=False,  # arrays are shuffled, seeded, in the dataset
+            verbose=verbose,
+            callbacks=[RaiseOnNonFiniteLoss(
+                f"the estimation clone of head(s) {list(group)} (the "
+                "model and its weights are unchanged)")],
+        )
 
     def _measure(self, clone, heads):
         """`(on T', on V)`: per-example values of `heads`."""

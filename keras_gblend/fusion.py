@@ -141,6 +141,9 @@ def late_fusion_model(
         )
     if fusion in ("film", "gated", "lmf") and len(encoders) < 2:
         raise ValueError(f"{fusion!r} fusion needs two or more modalities.")
+    if fusion == "se_gate" and len(encoders) != 2:
+        raise ValueError("'se_gate' fusion gates one modality by the other: "
+                         "it needs exactly two modalities.")
     inputs, features, outputs = {}, {}, {}
     for modality, encoder in encoders.items():
         inputs[modality] = keras.Input(
@@ -166,9 +169,6 @@ def late_fusion_model(
             keras.layers.Dropout(fusion_dropout, name=f"fusion_dropout_{m}")(f)
             for m, f in features.items()
         ]
-    if fusion == "se_gate" and len(encoders) != 2:
-        raise ValueError("'se_gate' fusion gates one modality by the other: "
-                         "it needs exactly two modalities.")
     modality_logits = None
     if fusion == "concat" and fusion_hidden_units:
         fused = keras.layers.Concatenate(name="fusion_concat")(feature_list)

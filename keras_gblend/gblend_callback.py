@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gblend import input_data, ogr
+from keras_gblend.input_checks import check_integer, check_range
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.estimation import (
     DEFAULT_ESTIMATION_FRACTION,
@@ -39,23 +40,6 @@ def _check_modalities_present(data, model: BlendedModel, what: str) -> None:
             f"The {what} has no input for modality(ies) {missing}; it has "
             f"{x_keys}."
         )
-
-
-def _check_range(name, value, low, high, low_open=False, high_open=False):
-    """Raises `ValueError` naming `name` unless `value` is a number in the
-    interval."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number, got {value!r}.") from None
-    above = number > low if low_open else number >= low
-    below = number < high if high_open else number <= high
-    if not (above and below and np.isfinite(number)):
-        interval = (
-            ("(" if low_open else "[") + f"{low:g}, {high:g}"
-            + (")" if high_open else "]")
-        )
-        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -182,20 +166,16 @@ class GBlendCallback(keras.callbacks.Callback):
             ("super_epoch", super_epoch, 1),
             ("estimation_epochs", estimation_epochs, 1),
         ):
-            if value is None and name == "estimation_epochs":
-                continue
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ValueError(
-                    f"`{name}` must be an integer >= {low}, got {value!r}."
-                )
+            check_integer(name, value, low,
+                          optional=name == "estimation_epochs")
         self.estimation_fraction = check_fraction(estimation_fraction)
-        _check_range("train_subset_fraction", train_subset_fraction, 0, 1,
+        check_range("train_subset_fraction", train_subset_fraction, 0, 1,
                      low_open=True)
-        _check_range("min_delta_o", min_delta_o, 0, np.inf, low_open=True,
+        check_range("min_delta_o", min_delta_o, 0, np.inf, low_open=True,
                      high_open=True)
         if noise_z is not None:
-            _check_range("noise_z", noise_z, 0, np.inf, high_open=True)
-        _check_range("smoothing", smoothing, 0, 1, high_open=True)
+            check_range("noise_z", noise_z, 0, np.inf, high_open=True)
+        check_range("smoothing", smoothing, 0, 1, high_open=True)
         validate_holdout(holdout)
         self.holdout = holdout
         self.mode = mode
@@ -320,29 +300,7 @@ class GBlendCallback(keras.callbacks.Callback):
         if self.train is not None:
             _check_modalities_present(self.train, self.model, "`train` data")
             return self.train
-        fit_data = self.model.current_fit_data
-        if fit_data is None:
-            raise ValueError(
-                "GBlendCallback found no training data: call `model.fit` on "
-                "the BlendedModel itself, or pass `train=`."
-            )
-        if isinstance(fit_data.x, tf.data.Dataset):
-            return fit_data.x
-        if fit_data.y is None:
-            raise ValueError(
-                "GBlendCallback can estimate from `fit(x, y)` arrays or a "
-                "tf.data.Dataset; for other inputs (generators, PyDataset) "
-                "pass `train=`."
-            )
-        data = (fit_data.x, fit_data.y)
-        if fit_data.sample_weight is not None:
-            data += (fit_data.sample_weight,)
-        if fit_data.validation_split:
-            # Keras validates on the last rows; estimate on the rest only.
-            size = input_data.num_examples(fit_data.x)
-            keep = np.arange(int(size * (1.0 - fit_data.validation_split)))
-            data = tuple(input_data.take_rows(part, keep) for part in data)
-        return data
+        return self.model.current_training_rows("GBlendCallback")
 
     def _blend_estimator(self) -> BlendEstimator:
         """This fit's estimator: subset drawn and clones built at the first

@@ -15,6 +15,36 @@ import tensorflow as tf
 from keras_gblend import input_data
 
 
+def check_integer(name: str, value, low: int,
+                  optional: bool = False) -> Optional[int]:
+    """`int(value)`, or `None` for an `optional` `None`; raises
+    `ValueError` naming `name` unless `value` is an integer >= `low`
+    (booleans refused)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or int(value) != value or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def check_range(name: str, value, low, high, low_open: bool = False,
+                high_open: bool = False) -> None:
+    """Raises `ValueError` naming `name` unless `value` is a finite number
+    in the interval from `low` to `high` (each end closed unless open)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number, got {value!r}.") from None
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (above and below and np.isfinite(number)):
+        interval = (
+            ("(" if low_open else "[") + f"{low:g}, {high:g}"
+            + (")" if high_open else "]")
+        )
+        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
+
+
 def _named_arrays(x):
     """`[(name, array)]` of `x`: a dict by modality, else positional."""
     if isinstance(x, dict):

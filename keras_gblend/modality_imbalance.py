@@ -26,9 +26,9 @@ import warnings
 from typing import Any, Dict, List, Optional
 
 import keras
-import numpy as np
 
 from keras_gblend import stratified_subset
+from keras_gblend.input_checks import check_integer, check_range
 from keras_gblend.estimation import BlendEstimator
 
 DEFAULT_THRESHOLD = 0.5
@@ -158,18 +158,12 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
                  threshold: float = DEFAULT_THRESHOLD,
                  batch_size: Optional[int] = None, seed: Optional[int] = 0):
         super().__init__()
-        for name, value in (("check_epoch", check_epoch), ("epochs", epochs)):
-            if value is None and name == "epochs":
-                continue
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        self.check_epoch = check_integer("check_epoch", check_epoch, 1)
+        self.epochs = check_integer("epochs", epochs, 1, optional=True)
         stratified_subset.check_fraction(fraction, "fraction")
-        if not 0 < threshold <= 1:
-            raise ValueError(f"`threshold` must be in (0, 1], got {threshold}.")
+        check_range("threshold", threshold, 0, 1, low_open=True)
         self.holdout = holdout
         self.train = train
-        self.check_epoch = int(check_epoch)
-        self.epochs = None if epochs is None else int(epochs)
         self.fraction = float(fraction)
         self.threshold = float(threshold)
         self.batch_size = batch_size
@@ -196,19 +190,6 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
             )
         self._ratios = {m: [] for m in model.modalities}
 
-    def _training_data(self):
-        if self.train is not None:
-            return self.train
-        fit_data = self.model.current_fit_data
-        if fit_data is not None and fit_data.y is None:
-            return fit_data.x
-        if fit_data is not None:
-            return (fit_data.x, fit_data.y)
-        raise ValueError(
-            "ModalityImbalanceMonitor found no training data: call "
-            "`model.fit` on the BlendedModel itself, or pass `train=`."
-        )
-
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         model = self.model
@@ -218,7 +199,10 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
                 self._ratios[m].append(float(value))
         if epoch + 1 == self.check_epoch and self.diagnosis is None:
             estimator = BlendEstimator(
-                model, self._training_data(), self.holdout,
+                model,
+                self.train if self.train is not None
+                else model.current_training_rows("ModalityImbalanceMonitor"),
+                self.holdout,
                 estimation_fraction=self.fraction, metric="accuracy",
                 batch_size=self.batch_size or (
                     model.current_fit_data and model.current_fit_data.batch_size),

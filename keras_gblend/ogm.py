@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_gblend import head_graph
+from keras_gblend.input_checks import check_integer
 
 PARAMS = ("kernels", "conv", "all")
 SCORE_SOURCES = ("auto", "fusion", "heads")
@@ -252,12 +253,7 @@ class OGMGE:
             raise ValueError(f"`alpha` must be finite and >= 0, got {alpha}.")
         for name, value in (("start_epoch", start_epoch),
                             ("end_epoch", end_epoch)):
-            if value is not None and (
-                isinstance(value, bool) or int(value) != value or value < 0
-            ):
-                raise ValueError(
-                    f"`{name}` must be an integer >= 0, got {value!r}."
-                )
+            check_integer(name, value, 0, optional=True)
         if end_epoch is not None and end_epoch < start_epoch:
             raise ValueError(
                 f"`end_epoch` ({end_epoch}) is before `start_epoch` "
