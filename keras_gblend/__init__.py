@@ -10,6 +10,7 @@ from keras_gblend import (
     encoders,
     fusion_layers,
     measurement_noise,
+    mid_fusion_layers,
     modality_imbalance,
     multilabel,
     ogm,
@@ -28,6 +29,7 @@ from keras_gblend.estimation import (
 from keras_gblend.stratified_subset import estimation_subset
 from keras_gblend.fusion import late_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
+from keras_gblend.mid_fusion import mid_fusion_model
 from keras_gblend.holdout import split_holdout
 from keras_gblend.modality_imbalance import ModalityImbalanceMonitor
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss

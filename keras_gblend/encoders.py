@@ -9,7 +9,8 @@ from typing import Sequence
 import keras
 
 
-def _conv_stack(widths: Sequence[int], name: str) -> keras.Sequential:
+def _conv_stack(widths: Sequence[int], name: str,
+                pool: bool = True) -> keras.Sequential:
     layers = []
     for width in widths:
         layers += [
@@ -18,7 +19,8 @@ def _conv_stack(widths: Sequence[int], name: str) -> keras.Sequential:
             keras.layers.ReLU(),
             keras.layers.MaxPooling2D(2),
         ]
-    layers.append(keras.layers.GlobalAveragePooling2D())
+    if pool:
+        layers.append(keras.layers.GlobalAveragePooling2D())
     return keras.Sequential(layers, name=name)
 
 
@@ -50,6 +52,44 @@ def frames_encoder(
     visual network over its 3 frames)."""
     return _mean_over_frames(input_shape, _conv_stack(widths, f"{name}_convs"),
                              name)
+
+
+def spectrogram_trunk(
+    input_shape: Sequence[int], widths: Sequence[int] = (16, 32),
+    name: str = "audio_trunk",
+) -> keras.Model:
+    """The pre-fusion part of `spectrogram_encoder` for mid fusion: its
+    conv blocks without the pooling, a `(time, frequency, channels)` map.
+
+    Example:
+
+    ```python
+    trunk = kg.encoders.spectrogram_trunk((101, 64, 1))  # -> (25, 16, 32)
+    ```
+    """
+    inputs = keras.Input(tuple(input_shape))
+    maps = _conv_stack(widths, f"{name}_convs", pool=False)(inputs)
+    return keras.Model(inputs, maps, name=name)
+
+
+def frames_trunk(
+    input_shape: Sequence[int], widths: Sequence[int] = (16, 32),
+    name: str = "visual_trunk",
+) -> keras.Model:
+    """The pre-fusion part of `frames_encoder` for mid fusion: its conv
+    blocks on each frame, a `(frames, height, width, channels)` map.
+
+    Example:
+
+    ```python
+    trunk = kg.encoders.frames_trunk((3, 32, 32, 3))  # -> (3, 8, 8, 32)
+    ```
+    """
+    inputs = keras.Input(tuple(input_shape))
+    maps = keras.layers.TimeDistributed(
+        _conv_stack(widths, f"{name}_convs", pool=False),
+        name=f"{name}_per_frame")(inputs)
+    return keras.Model(inputs, maps, name=name)
 
 
 def _mean_over_frames(input_shape: Sequence[int], trunk, name: str):

@@ -24,13 +24,19 @@ from keras_gblend import datasets, training_history
 from keras_gblend.answer import select_answer
 from keras_gblend.blended_model import BLEND_SCOPES, BlendedModel
 from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
-from keras_gblend.encoders import frames_encoder, spectrogram_encoder
+from keras_gblend.encoders import (
+    frames_encoder,
+    frames_trunk,
+    spectrogram_encoder,
+    spectrogram_trunk,
+)
 from keras_gblend.estimation import (
     DEFAULT_ESTIMATION_FRACTION,
     train_subset_dataset,
 )
 from keras_gblend.baselines import PretrainFinetune
 from keras_gblend.fusion import CONCAT_PRESETS, FUSIONS, late_fusion_model
+from keras_gblend.mid_fusion import MID_FUSIONS, mid_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
 from keras_gblend.input_data import (
@@ -41,6 +47,7 @@ from keras_gblend.input_data import (
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 from keras_gblend.ogm import OGMGE
 from keras_gblend.modality_imbalance import ModalityImbalanceMonitor
+from keras_gblend.multilabel import mean_average_precision, multi_label_metrics
 from keras_gblend.ogr_monitor import OGRMonitor
 
 METHODS = (
@@ -58,7 +65,9 @@ METHODS = (
     "pretrain_finetune",
     "early_stop",
 )
-DATASETS = ("uci_mfeat", "uci_paradox", "av_digits")
+# Every `fusion` value: late fusions, the paper's concat presets, mid fusions.
+ALL_FUSIONS = FUSIONS + tuple(CONCAT_PRESETS) + MID_FUSIONS
+DATASETS = ("uci_mfeat", "uci_paradox", "av_digits", "uci_multilabel")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZER_CLASSES = {
     "sgd": keras.optimizers.SGD,
@@ -140,7 +149,7 @@ class ExperimentConfig:
                     f"data_dir: {self.data_dir!r} holds no AV-digits data; "
                     "make it with scripts/make_av_digits.py --out DIR."
                 )
-        elif self.dataset == "uci_mfeat":
+        elif self.dataset in ("uci_mfeat", "uci_multilabel"):
             unknown = [
                 v for v in self.views
                 if v not in datasets.uci_multifeature.VIEWS
@@ -197,10 +206,18 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be >= 1.")
         if self.warmup_epochs < 0:
             raise ValueError("warmup_epochs must be >= 0.")
-        if self.fusion not in FUSIONS + tuple(CONCAT_PRESETS):
+        if self.fusion not in ALL_FUSIONS:
             raise ValueError(
-                f"fusion must be one of {FUSIONS + tuple(CONCAT_PRESETS)}, "
-                f"got {self.fusion!r}.")
+                f"fusion must be one of {ALL_FUSIONS}, got {self.fusion!r}.")
+        if self.fusion in MID_FUSIONS and self.dataset != "av_digits":
+            raise ValueError(
+                f"fusion: {self.fusion!r} fuses feature maps mid-network "
+                "(audio time-frequency, visual time-space): it needs "
+                f"--dataset=av_digits, not {self.dataset!r}.")
+        if self.fusion in MID_FUSIONS and self.method == "uncertainty":
+            raise ValueError(
+                "method: 'uncertainty' (learned loss weights) is built into "
+                "late fusion models; use a late --fusion with it.")
         if not 0 <= self.fusion_dropout < 1:
             raise ValueError(
                 f"fusion_dropout must be in [0, 1), got {self.fusion_dropout}.")
@@ -266,6 +283,11 @@ class ExperimentConfig:
         if self.dataset == "uci_paradox":
             return datasets.uci_paradox.VIEWS
         return tuple(self.views)
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the dataset's targets are multi-hot (`uci_multilabel`)."""
+        return self.dataset == "uci_multilabel"
 
     @property
     def encoder_units(self) -> int:
@@ -456,23 +478,41 @@ def check_resumable(config: ExperimentConfig) -> None:
 def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
                 num_classes: int,
                 steps_per_epoch: Optional[int] = None) -> BlendedModel:
-    """The late-fusion model over `encoders`, compiled for `config.method`
+    """The late-fusion model over `encoders` (the mid-fusion model over
+    pre-fusion trunks for `MID_FUSIONS`), compiled for `config.method`
     (`steps_per_epoch`: see `make_optimizer`)."""
-    model = late_fusion_model(
-        encoders,
-        num_classes,
-        fusion=config.fusion,
-        fusion_dropout=config.fusion_dropout,
-        modulation=config.modulation(),
-        blend_scope=config.blend_scope,
-        loss_weighting=("uncertainty" if config.method == "uncertainty"
-                        else "blend"),
-    )
+    if config.fusion in MID_FUSIONS:
+        model = mid_fusion_model(
+            encoders, num_classes, fusion=config.fusion,
+            fusion_dropout=config.fusion_dropout,
+            modulation=config.modulation(), blend_scope=config.blend_scope,
+            multi_label=config.multi_label)
+    else:
+        model = late_fusion_model(
+            encoders,
+            num_classes,
+            fusion=config.fusion,
+            fusion_dropout=config.fusion_dropout,
+            modulation=config.modulation(),
+            blend_scope=config.blend_scope,
+            loss_weighting=("uncertainty" if config.method == "uncertainty"
+                            else "blend"),
+            multi_label=config.multi_label,
+        )
+    if config.multi_label:
+        # Per-label accuracy of the logits (> 0: predicted), mAUC, mAP.
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        metrics = [keras.metrics.BinaryAccuracy(threshold=0.0,
+                                                name="accuracy"),
+                   *multi_label_metrics(num_classes)]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = ["accuracy"]
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss,
         loss_weights=starting_loss_weights(config.method, model.head_names),
-        metrics=["accuracy"],
+        metrics=metrics,
         jit_compile=config.jit_compile,
     )
     return model
@@ -501,6 +541,9 @@ def load_data(config: ExperimentConfig):
         )
 
         def encoders():
+            if config.fusion in MID_FUSIONS:  # pre-fusion trunks
+                return {"audio": spectrogram_trunk(audio_shape),
+                        "visual": frames_trunk(visual_shape)}
             return {
                 "audio": spectrogram_encoder(audio_shape),
                 "visual": frames_encoder(visual_shape),
@@ -510,6 +553,9 @@ def load_data(config: ExperimentConfig):
                 data["num_classes"])
     if config.dataset == "uci_paradox":
         data = datasets.load_uci_paradox(seed=config.seed)
+    elif config.dataset == "uci_multilabel":
+        data = datasets.load_uci_multilabel(views=config.views,
+                                            seed=config.seed)
     else:
         data = datasets.load_uci_multifeature(
             views=config.views, seed=config.seed
@@ -829,7 +875,6 @@ def _results(config, model, model_dir, holdout, test, history, wall_time,
              stopped_early=False) -> Dict:
     """Evaluates `model` and writes `metrics.json` and `model.keras`."""
     scores = model.evaluate(*test, return_dict=True, verbose=0)
-    answer = select_answer(model, holdout, batch_size=config.batch_size)
     results = {
         "dataset": config.dataset,
         "views": list(model.modalities),
@@ -839,13 +884,7 @@ def _results(config, model, model_dir, holdout, test, history, wall_time,
             head: float(scores[f"{head}_accuracy"]) for head in model.head_names
         },
         "blend_weights": model.blend_weights,
-        "answer": {
-            "weights": answer.weights,
-            "holdout_accuracy": answer.holdout_accuracy,
-            "test_accuracy": answer.accuracy(
-                model, test if len(test) > 1 else test[0], config.batch_size
-            ),
-        },
+        "answer": _answer(config, model, holdout, test),
         "wall_time_s": wall_time,
         # Per G-Blend estimate: its epoch and seconds per phase.
         "estimation_timings": list(estimation_timings),
@@ -860,8 +899,34 @@ def _results(config, model, model_dir, holdout, test, history, wall_time,
         },
         "config": dataclasses.asdict(config),
     }
+    if config.multi_label:
+        results["test_map"] = _exact_map(model, test, config.batch_size)
+        results["test_mauc"] = {head: float(scores[f"{head}_mauc"])
+                                for head in model.head_names}
     if model_dir:
         with open(os.path.join(model_dir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=2, default=list)
         model.save(os.path.join(model_dir, "model.keras"))
     return results
+
+
+def _answer(config, model, holdout, test) -> Optional[Dict]:
+    """The holdout-selected answer and its test accuracy (None for
+    multi-label, where `select_answer` does not apply)."""
+    if config.multi_label:
+        return None
+    answer = select_answer(model, holdout, batch_size=config.batch_size)
+    return {
+        "weights": answer.weights,
+        "holdout_accuracy": answer.holdout_accuracy,
+        "test_accuracy": answer.accuracy(
+            model, test if len(test) > 1 else test[0], config.batch_size),
+    }
+
+
+def _exact_map(model, test, batch_size: int) -> Dict[str, float]:
+    """Each head's exact mean average precision on the test arrays."""
+    x, y = test
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    return {head: mean_average_precision(y, predictions[head])
+            for head in model.head_names}

@@ -73,6 +73,9 @@ def late_fusion_model(
       width, which must be the same for every modality), then the linear
       classifier.
 
+    To fuse feature maps after an intermediate block instead (the paper's
+    mid concat, SE and NL gates), see `kg.mid_fusion_model`.
+
     Every head outputs logits: use `from_logits=True` losses. Linear
     concat and sum fusion also output `"modality_logits"` `(batch, k,
     classes)`: each modality's share of the joint logits, which OGM-GE

@@ -18,7 +18,6 @@ import keras  # noqa: E402
 from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.estimation import estimate_blend_weights  # noqa: E402
-from keras_gblend.fusion import FUSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +36,8 @@ def define_flags():
     flags.DEFINE_float("noise_z", defaults.noise_z,
                        "A head's holdout gain counts only above this many "
                        "bootstrap standard errors.", lower_bound=0.0)
-    flags.DEFINE_enum("fusion", defaults.fusion, list(FUSIONS), "Fusion.")
+    flags.DEFINE_enum("fusion", defaults.fusion, list(experiment.ALL_FUSIONS),
+                      "Fusion.")
     flags.DEFINE_integer("hidden_units", defaults.hidden_units,
                          "Encoder width.", lower_bound=1)
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.",

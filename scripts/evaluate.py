@@ -2,6 +2,9 @@
 mix of head probabilities chosen on the run's holdout (`kg.select_answer`),
 next to the joint head; and "fused": the mean of the probabilities of the
 heads with a non-zero final blend weight (for naive fusion, the joint head).
+A multi-label run (`--dataset=uci_multilabel`) reports each head's exact
+mAP and per-label accuracy instead (no answer: `select_answer` is
+single-label).
 
 Example:
     python scripts/evaluate.py --model_dir=runs/latest --top_k=3
@@ -21,6 +24,7 @@ import keras  # noqa: E402
 from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.answer import select_answer  # noqa: E402
+from keras_gblend.multilabel import mean_average_precision  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -63,21 +67,30 @@ def main(argv):
                         "folder with --data_dir.")
         raise app.UsageError(experiment.flag_message(message) or message)
     _, holdout, test, _, num_classes = experiment.load_data(config)
-    if FLAGS.top_k > num_classes:
+    if FLAGS.top_k > num_classes and not config.multi_label:
         raise app.UsageError(
             f"--top_k: {FLAGS.top_k} is more than the {num_classes} classes "
             "(every top-k accuracy would be 1).")
     model = keras.saving.load_model(model_path)
-    answer = select_answer(model, holdout, batch_size=config.batch_size)
     logits = model.predict(test[0], verbose=0)
     if len(test) == 1:
         labels = np.concatenate([y.numpy() for _, y in test[0]])
     else:
         labels = np.asarray(test[1])
-    probabilities = {h: keras.ops.convert_to_numpy(keras.ops.softmax(v))
+    squash = keras.ops.sigmoid if config.multi_label else keras.ops.softmax
+    probabilities = {h: keras.ops.convert_to_numpy(squash(v))
                      for h, v in logits.items()}
     trained = [h for h, weight in model.blend_weights.items() if weight > 0]
     probabilities["fused"] = np.mean([probabilities[h] for h in trained], axis=0)
+    if config.multi_label:
+        report = {
+            name: {"map": mean_average_precision(labels, p),
+                   "label_accuracy": float(np.mean((p > 0.5) == labels))}
+            for name, p in probabilities.items()
+        }
+        _write(report)
+        return
+    answer = select_answer(model, holdout, batch_size=config.batch_size)
     probabilities["answer"] = sum(a * probabilities[h]
                                   for h, a in answer.weights.items())
     report = {
@@ -86,6 +99,11 @@ def main(argv):
         for name, p in probabilities.items()
     }
     report["answer"]["weights"] = answer.weights
+    _write(report)
+
+
+def _write(report) -> None:
+    """Prints `report` and writes it to `<model_dir>/evaluation.json`."""
     print(json.dumps(report, indent=2))
     with open(os.path.join(FLAGS.model_dir, "evaluation.json"), "w") as f:
         json.dump(report, f, indent=2)

@@ -18,7 +18,6 @@ from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.checkpointing import ResumableCheckpoint  # noqa: E402
 from keras_gblend.data.layout import MediaError  # noqa: E402
-from keras_gblend.fusion import CONCAT_PRESETS, FUSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -61,9 +60,10 @@ def define_flags():
                          "Encoder width (default: 256 on uci_paradox, 64 on "
                          "uci_mfeat).", lower_bound=1)
     flags.DEFINE_enum("fusion", defaults.fusion,
-                      list(FUSIONS) + list(CONCAT_PRESETS),
-                      "Fusion head (concat_fc<n>: the G-Blend paper's late "
-                      "concat with n FC layers).")
+                      list(experiment.ALL_FUSIONS),
+                      "Fusion (concat_fc<n>: the G-Blend paper's late concat "
+                      "with n FC layers; mid_concat_1d/2d/3d, nl_gate, "
+                      "mid_se_gate: mid fusion, av_digits only).")
     flags.DEFINE_float("fusion_dropout", defaults.fusion_dropout,
                        "Dropout rate on the features at the fusion.",
                        lower_bound=0.0, upper_bound=0.99)
@@ -220,8 +220,10 @@ def main(argv):
             raise
         raise app.UsageError(message)
     summary = {k: results[k] for k in ("method", "reported_head", "views",
-                                         "test_accuracy", "answer",
-                                         "blend_weights", "wall_time_s")}
+                                         "test_accuracy", "test_map",
+                                         "test_mauc", "answer",
+                                         "blend_weights", "wall_time_s")
+               if k in results}
     diagnosis = results.get("ogm_diagnosis")
     if diagnosis:
         summary["ogm_alone_accuracy"] = diagnosis["alone_accuracy"]

@@ -28,6 +28,17 @@ def run_script(folder, script, *flags, cwd=None, timeout=600):
     )
 
 
+def assert_saves_and_loads(model, x, path, atol=1e-5):
+    """Saves `model` to `path` (`.keras`), loads it back and checks that
+    the loaded model predicts the same joint logits on `x`."""
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0)["joint"],
+                               model.predict(x, verbose=0)["joint"],
+                               rtol=1e-5, atol=atol)
+    return loaded
+
+
 def toy_data(n=96, seed=0, noise=0.3):
     """Modality `a` carries the class; `v` is mostly noise."""
     rng = np.random.default_rng(seed)

@@ -6,7 +6,13 @@ import pytest
 
 import keras_gblend as kg
 from keras_gblend import experiment, fusion_layers
-from conftest import NUM_CLASSES, sparse_ce, toy_data, toy_model
+from conftest import (
+    NUM_CLASSES,
+    assert_saves_and_loads,
+    sparse_ce,
+    toy_data,
+    toy_model,
+)
 
 
 def test_uncertainty_weighting_matches_kendall_by_hand():
@@ -180,9 +186,4 @@ def test_new_fusions_work_with_gblend_and_ogm_and_save(fusion, tmp_path):
     assert estimate.fused
     history = model.fit(x, y, epochs=6, batch_size=16, verbose=0)
     assert history.history["joint_accuracy"][-1] > 0.6
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0)["joint"],
-                               model.predict(x, verbose=0)["joint"],
-                               rtol=1e-5, atol=1e-5)
+    assert_saves_and_loads(model, x, str(tmp_path / "m.keras"))

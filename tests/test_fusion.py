@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from conftest import toy_data, toy_model
+from conftest import assert_saves_and_loads, toy_data, toy_model
 
 
 def test_concat_fusion_structure_and_hidden_layers():
@@ -72,13 +72,7 @@ def test_film_and_gated_fusion_train_and_save(fusion, tmp_path):
     model.fit(x, y, epochs=20, verbose=0)
     after = model.evaluate(x, y, verbose=0, return_dict=True)["joint_loss"]
     assert after < before
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0)["joint"], model.predict(x, verbose=0)["joint"],
-        rtol=1e-5, atol=1e-6,
-    )
+    assert_saves_and_loads(model, x, str(tmp_path / "m.keras"), atol=1e-6)
 
 
 def test_film_matches_reference_formula():

@@ -1,12 +1,17 @@
 """Multi-label tasks: sigmoid heads, OGM-GE's score, G-Blend, mAP, and the
 paper's sub-sampling algorithm."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
 import keras_gblend as kg
 from keras_gblend import multilabel, ogm
+from keras_gblend.datasets import uci_multilabel
+from keras_gblend.training_history import read_event_scalars
+from conftest import run_script
 
 
 def _multi_label_data(n=160, seed=0):
@@ -136,3 +141,47 @@ def test_subsample_and_balance_validates_and_keeps_a_label_at_m():
                 dict(labels=labels, m=-1, n=5), dict(labels=labels, m=1, n=0)):
         with pytest.raises(ValueError):
             multilabel.subsample_and_balance(bad["labels"], bad["m"], bad["n"])
+
+
+def test_uci_multilabel_targets_are_the_numerals_attributes():
+    data = kg.datasets.load_uci_multilabel(seed=0)
+    digits = kg.datasets.load_uci_multifeature(views=["fac", "mor"], seed=0)
+    assert data.num_classes == 5 and data.y_train.shape == (1400, 5)
+    np.testing.assert_array_equal(data.x_train["fac"], digits.x_train["fac"])
+    seven = data.y_train[digits.y_train == 7][0]
+    assert dict(zip(uci_multilabel.LABELS, seven)) == {
+        "even": 0, "large": 1, "prime": 1, "loop": 0, "straight": 1}
+    assert data.y_train.sum(1).min() >= 1  # every digit has a label
+    # Labels differ in frequency, and no label is a copy of another.
+    frequencies = data.y_test.mean(0)
+    assert frequencies.min() < 0.35 < 0.45 < frequencies.max()
+    assert len({tuple(column) for column in data.y_train.T}) == 5
+
+
+def test_train_script_runs_gblend_on_multi_label_data(tmp_path):
+    run = tmp_path / "run"
+    result = run_script("scripts", "train.py", "--dataset=uci_multilabel",
+                        "--method=gblend_online", "--epochs=8",
+                        "--first_super_epoch=4", "--super_epoch=4",
+                        f"--model_dir={run}", "--verbose=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(run / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["answer"] is None  # select_answer is single-label
+    assert metrics["history"]["gblend/estimation_epoch"][-1] == 4.0
+    assert all(np.isfinite(metrics["history"]["gblend/delta_g/joint"]))
+    # mAP well above what a random ranking scores (about the prevalence).
+    assert metrics["test_map"]["joint"] > 0.9
+    assert metrics["test_map"]["mor"] < metrics["test_map"]["fac"]
+    assert 0.9 < metrics["test_mauc"]["joint"] <= 1.0
+    holdout_tags = read_event_scalars(str(run / "logs" / "validation"))
+    assert {"epoch_joint_map", "epoch_joint_mauc"} <= set(holdout_tags)
+    evaluated = run_script("scripts", "evaluate.py", f"--model_dir={run}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    with open(run / "evaluation.json") as f:
+        report = json.load(f)
+    for head in ("fac", "mor", "joint"):
+        assert report[head]["map"] == pytest.approx(metrics["test_map"][head],
+                                                    abs=1e-6)
+        assert report[head]["label_accuracy"] == pytest.approx(
+            metrics["test_accuracy"][head], abs=1e-4)

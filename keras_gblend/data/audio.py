@@ -206,14 +206,17 @@ def waveform_to_spectrogram(
     training: bool = False,
     seed: Optional[int] = None,
 ) -> tf.Tensor:
-    """Resample, fix the length, clip, and take the log spectrogram."""
+    """Resample, fix the length, clip, and take the log spectrogram,
+    `(config.num_frames, config.num_bins)` (a static shape, which mid
+    fusion needs to match time axes)."""
     samples = resample(samples, rate, config.sample_rate)
     samples = fix_length(
         samples, config.num_samples, config.fit, random_crop=training, seed=seed
     )
     if config.clip_amplitude:
         samples = tf.clip_by_value(samples, -1.0, 1.0)
-    return spectrogram(samples, config)
+    return tf.ensure_shape(spectrogram(samples, config),
+                           (config.num_frames, config.num_bins))
 
 
 def numpy_log_spectrogram(samples: np.ndarray, n_fft: int, hop_length: int,

@@ -5,4 +5,5 @@ generated locally (`make_av_digits`) and read with `load_av_digits`."""
 from keras_gblend.datasets.av_digits import load_av_digits, make_av_digits
 from keras_gblend.datasets.uci_multifeature import MultiViewData
 from keras_gblend.datasets.uci_multifeature import load_uci_multifeature
+from keras_gblend.datasets.uci_multilabel import load_uci_multilabel
 from keras_gblend.datasets.uci_paradox import load_uci_paradox
