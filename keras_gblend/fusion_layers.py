@@ -18,6 +18,8 @@ from typing import Any, Dict, List
 import keras
 from keras import ops
 
+from keras_gblend.mid_fusion_layers import ChannelGate
+
 
 class _FusionBase(keras.layers.Layer):
     """Common config: number of classes."""
@@ -307,22 +309,18 @@ class SEGateFusion(_FusionBase):
                              f"{self.source_index}.")
         source = int(input_shape[self.source_index][-1])
         target = int(input_shape[1 - self.source_index][-1])
-        self.squeeze = keras.layers.Dense(
-            max(1, target // self.reduction), activation="relu", name="squeeze")
-        self.squeeze.build((None, source))
-        self.excite = keras.layers.Dense(target, activation="sigmoid",
-                                         name="excite")
-        self.excite.build((None, max(1, target // self.reduction)))
+        self.channel_gate = ChannelGate(self.reduction, name="channel_gate")
+        self.channel_gate.build([(None, target), (None, source)])
         self.out = keras.layers.Dense(self.num_classes, name="out")
         self.out.build((None, source + target))
 
     def gate(self, features: List):
         """The channel weights `g` of the target stream."""
-        return self.excite(self.squeeze(features[self.source_index]))
+        return self.channel_gate.gate(features[self.source_index])
 
     def call(self, features: List):
         source = features[self.source_index]
-        target = features[1 - self.source_index] * self.gate(features)
+        target = self.channel_gate([features[1 - self.source_index], source])
         return self.out(ops.concatenate([source, target], axis=-1))
 
     def get_config(self):

@@ -8,7 +8,12 @@ import keras
 
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.fusion import _input_shape
-from keras_gblend.mid_fusion_layers import ChannelGate, MidConcat, NonLocalGate
+from keras_gblend.mid_fusion_layers import (
+    ChannelGate,
+    MidConcat,
+    NonLocalGate,
+    check_streams,
+)
 from keras_gblend.ogm import OGMGE
 
 MID_FUSIONS = ("mid_concat_1d", "mid_concat_2d", "mid_concat_3d", "nl_gate",
@@ -48,7 +53,7 @@ def _shorten_audio(audio, visual_steps: int, name: str):
     """Stride-2 convolutions on the audio's time axis (the paper's 2-D
     concat) while it stays at least as long as the visual stream."""
     index = 0
-    while audio.shape[1] // 2 >= visual_steps and audio.shape[1] > 1:
+    while audio.shape[1] // 2 >= visual_steps:
         audio = _conv_block(audio, int(audio.shape[-1]), "2d",
                             f"{name}_down{index}", strides=(2, 1))
         index += 1
@@ -154,6 +159,8 @@ def mid_fusion_model(
             _input_shape(modality, trunk, input_shapes), name=modality)
         maps[modality] = trunk(inputs[modality])
     audio_name, visual_name = _stream_roles(maps)
+    check_streams(maps[audio_name].shape, maps[visual_name].shape,
+                  "mid_fusion_model")
     for modality, feature_map in maps.items():
         outputs[modality] = keras.layers.Dense(
             num_classes, name=f"{modality}_head"

@@ -38,7 +38,9 @@ def match_time(x, length: int):
     return ops.take(x, indices.astype("int32"), axis=1)
 
 
-def _check_streams(audio_shape, visual_shape, who: str) -> None:
+def check_streams(audio_shape, visual_shape, who: str) -> None:
+    """Raises `ValueError`, naming `who`, unless the shapes are an audio
+    map and a visual map with static time axes."""
     if len(audio_shape) != 4 or len(visual_shape) != 5:
         raise ValueError(
             f"{who} takes [audio (batch, time, frequency, channels), visual "
@@ -86,7 +88,7 @@ class MidConcat(keras.layers.Layer):
         self.dims = int(dims)
 
     def build(self, input_shape):
-        _check_streams(*input_shape, who="MidConcat")
+        check_streams(*input_shape, who="MidConcat")
         self.built = True
 
     def call(self, streams):
@@ -202,7 +204,9 @@ class ChannelGate(keras.layers.Layer):
     is scaled by them, `target * s`, or with `residual=True` (ResNet-style
     skip, the paper's other option) `target + target * s`.
 
-    Inputs `[target, source]`, any ranks >= 3 (channels last).
+    Inputs `[target, source]`, channels last: feature maps, or already
+    pooled feature vectors `(batch, channels)` (`fusion_layers.SEGateFusion`
+    gates the encoders' outputs with it).
 
     Args:
         reduction: `W_1` maps to `target channels / reduction` units (the
@@ -238,8 +242,10 @@ class ChannelGate(keras.layers.Layer):
 
     def gate(self, source):
         """The channel weights `(batch, target channels)`, in (0, 1)."""
-        pooled = ops.mean(source, axis=tuple(range(1, len(source.shape) - 1)))
-        return self.excite(self.squeeze(pooled))
+        if len(source.shape) > 2:
+            source = ops.mean(source,
+                              axis=tuple(range(1, len(source.shape) - 1)))
+        return self.excite(self.squeeze(source))
 
     def call(self, streams):
         target, source = streams

@@ -183,6 +183,10 @@ def test_mid_fusion_model_errors():
                  "b": kg.encoders.spectrogram_trunk(AUDIO_SHAPE, name="t2")}
     with pytest.raises(ValueError, match="one trunk giving an audio map"):
         kg.mid_fusion_model(two_audio, 3)
+    untimed = {"audio": kg.encoders.spectrogram_trunk((None, 8, 1)),
+               "visual": kg.encoders.frames_trunk(VISUAL_SHAPE)}
+    with pytest.raises(ValueError, match="mid_fusion_model needs static time"):
+        kg.mid_fusion_model(untimed, 3)
 
 
 def _av_data(n=96, seed=0):
