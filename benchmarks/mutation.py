@@ -83,6 +83,9 @@ def define_flags():
                         "resumes).")
     flags.DEFINE_string("out", os.path.join(HERE, "results", "mutation"),
                         "Output path without extension.")
+    flags.DEFINE_bool("report_only", False,
+                      "Run no mutant: write the report from the work "
+                      "folder's results (e.g. after adding equivalents).")
 
 
 def settings(modules, test_files=TEST_FILES):
@@ -107,7 +110,7 @@ def changed_lines(diff):
 
 def equivalence_reason(name, diff, equivalents):
     """The recorded reason a survivor changes no behaviour, if any."""
-    module = name.split(".x_")[0].split(".")[-1]
+    module = name.split(".")[1]  # keras_gblend.<module>.<mutant>
     original, mutated = changed_lines(diff)
     for entry in equivalents:
         if (entry["module"] == module and entry["original"] == original
@@ -133,6 +136,22 @@ def main(argv):
     equivalents = json.load(open(EQUIVALENTS)) if os.path.isfile(
         EQUIVALENTS) else []
     work = os.path.abspath(FLAGS.workdir)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if FLAGS.report_only:
+        if not os.path.isdir(os.path.join(work, "mutants")):
+            raise app.UsageError(f"--report_only: no mutmut results in {work}.")
+        minutes, finished = None, None
+    else:
+        minutes, finished = run_mutmut(work, env)
+    write_report(work, env, equivalents, minutes, finished)
+
+
+def run_mutmut(work, env):
+    """Refreshes the work folder and runs mutmut in it, within the budget.
+
+    Returns:
+        `(minutes, finished)`.
+    """
     os.makedirs(work, exist_ok=True)
     for folder in ("keras_gblend", "tests"):
         # Refresh the sources and tests; mutmut's own state (mutants/) stays.
@@ -143,7 +162,6 @@ def main(argv):
         shutil.copy(os.path.join(REPO, name), work)
     with open(os.path.join(work, "setup.cfg"), "w") as f:
         f.write(settings(FLAGS.modules, FLAGS.test_files))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
     try:
         subprocess.run(["mutmut", "run", "--max-children",
@@ -153,7 +171,11 @@ def main(argv):
         finished = True
     except subprocess.TimeoutExpired:
         finished = False
-    minutes = (time.perf_counter() - start) / 60
+    return (time.perf_counter() - start) / 60, finished
+
+
+def write_report(work, env, equivalents, minutes, finished):
+    """Reads mutmut's results in `work` and writes the report."""
     listing = subprocess.run(["mutmut", "results", "--all", "true"],
                              cwd=work, env=env, capture_output=True,
                              text=True).stdout
@@ -193,9 +215,12 @@ def main(argv):
              f"{','.join(FLAGS.modules)}"
              + ("" if FLAGS.test_files == list(TEST_FILES) else
                 f" --test_files={','.join(FLAGS.test_files)}")
-             + f"`: {minutes:.0f} min on "
-             f"{os.cpu_count()} cores, {FLAGS.children} workers"
-             + ("" if finished else " (stopped by the time budget)") + ". "
+             + ("`: results as left in the work folder by earlier runs"
+                if minutes is None else
+                f"`: {minutes:.0f} min on {os.cpu_count()} cores, "
+                f"{FLAGS.children} workers"
+                + ("" if finished else " (stopped by the time budget)"))
+             + ". "
              "Kill rate = killed / (killed + survivors not shown equivalent).",
              "", "| module | mutants | killed | survived | of which "
              "equivalent | not checked | kill rate |",

@@ -187,6 +187,20 @@ BUGS = {
         "    others = [m for m in info if m != slowed]",
         "    others = [m for m in info if m == slowed]",
         ["tests/test_modality_imbalance.py::test_diagnosis_by_hand"]),
+    "joint_weight_floor_ignored": (
+        "the joint head's weight floor not applied after an estimate",
+        "keras_gblend/gblend_callback.py",
+        "weights, index=-1, floor=self.joint_weight_floor))",
+        "weights, index=-1, floor=0.0))",
+        ["tests/test_gblend_callback.py::"
+         "test_joint_weight_floor_lifts_the_answer_head_after_the_estimate"]),
+    "weight_floor_rescales_wrong_heads": (
+        "the floor takes its share from the floored head, not the others",
+        "keras_gblend/ogr.py",
+        "    others[index] = False\n",
+        "",
+        ["tests/test_ogr.py::"
+         "test_weight_floor_raises_the_head_and_keeps_the_others_proportions"]),
 }
 
 

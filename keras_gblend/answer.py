@@ -150,7 +150,7 @@ def select_answer(
         raise ValueError(
             f"`candidates` must be one of {CANDIDATES}, got {candidates!r}."
         )
-    if getattr(model, "multi_label", False):
+    if model.multi_label:
         raise ValueError(
             "select_answer mixes single-label class probabilities; the model "
             "is multi-label (report its heads' mAP/mAUC instead)."
@@ -161,10 +161,7 @@ def select_answer(
     labels, _ = input_data.targets_of(dataset)
     logits = outputs_are_logits(model)
     heads = list(model.head_names)
-    truth = input_data.class_ids(
-        np.asarray(labels[model.joint_output] if isinstance(labels, Mapping)
-                   else labels)
-    )
+    truth = input_data.class_ids(np.asarray(labels))  # validated: one array
     rows = np.arange(len(truth))
     probabilities = {
         h: head_probabilities(predictions[h], logits[h]) for h in heads

@@ -45,6 +45,7 @@ from keras_gblend.input_data import (
     num_examples,
 )
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
+from keras_gblend.ogr import DEFAULT_JOINT_WEIGHT_FLOOR
 from keras_gblend.ogm import OGMGE
 from keras_gblend.modality_imbalance import ModalityImbalanceMonitor
 from keras_gblend.multilabel import mean_average_precision, multi_label_metrics
@@ -122,6 +123,7 @@ class ExperimentConfig:
     gblend_metric: str = "loss"
     noise_z: Optional[float] = 2.0
     smoothing: float = 0.0
+    joint_weight_floor: float = DEFAULT_JOINT_WEIGHT_FLOOR
     alpha: float = 0.5
     ogm_start_epoch: int = 0
     ogm_end_epoch: Optional[int] = None
@@ -243,6 +245,8 @@ class ExperimentConfig:
             raise ValueError("noise_z must be >= 0 and finite.")
         if not 0 <= self.smoothing < 1:
             raise ValueError("smoothing must be in [0, 1).")
+        if not 0 <= self.joint_weight_floor < 1:
+            raise ValueError("joint_weight_floor must be in [0, 1).")
         if not 0 <= self.alpha < math.inf:
             raise ValueError(f"alpha must be finite and >= 0, got {self.alpha}.")
         if self.ogm_start_epoch < 0:
@@ -720,6 +724,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             metric=config.gblend_metric,
             noise_z=config.noise_z,
             smoothing=config.smoothing,
+            joint_weight_floor=config.joint_weight_floor,
             train=train,
             batch_size=config.batch_size,
             seed=config.seed,

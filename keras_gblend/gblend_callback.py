@@ -73,7 +73,10 @@ class GBlendCallback(keras.callbacks.Callback):
     taken below its standard error; if no head's gain is clear, the
     previous weights are kept (with a warning). `smoothing` mixes each new
     estimate with the weights in use: `w <- (1 - smoothing) * w_new +
-    smoothing * w_old`.
+    smoothing * w_old`. Last, the joint head's weight is raised to at least
+    `joint_weight_floor` (the others scaled down in proportion): it is the
+    model's answer, and at weight 0 its features stop being trained for it
+    (`ogr.with_weight_floor`; measured in the README).
 
     Every epoch it adds to `logs` (so History, CSVLogger and TensorBoard
     record them; put this callback before those in the list):
@@ -117,6 +120,8 @@ class GBlendCallback(keras.callbacks.Callback):
         noise_z: standard errors a gain must exceed to count; `None`
             ignores measurement noise.
         smoothing: in [0, 1): weight of the previous blend in each update.
+        joint_weight_floor: in [0, 1): least weight of the joint head after
+            an estimate (0: Proposition 1's weights as they come).
         keep_clones: keep one compiled clone for the whole `fit` (one copy
             of the model, serving every estimation group); `False` builds
             clones at each estimate and frees them after.
@@ -150,6 +155,7 @@ class GBlendCallback(keras.callbacks.Callback):
         min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
         noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
         smoothing: float = 0.0,
+        joint_weight_floor: float = ogr.DEFAULT_JOINT_WEIGHT_FLOOR,
         keep_clones: bool = True,
         verbose: int = 1,
     ):
@@ -176,6 +182,8 @@ class GBlendCallback(keras.callbacks.Callback):
         if noise_z is not None:
             check_range("noise_z", noise_z, 0, np.inf, high_open=True)
         check_range("smoothing", smoothing, 0, 1, high_open=True)
+        check_range("joint_weight_floor", joint_weight_floor, 0, 1,
+                    high_open=True)
         validate_holdout(holdout)
         self.holdout = holdout
         self.mode = mode
@@ -194,6 +202,7 @@ class GBlendCallback(keras.callbacks.Callback):
         self.min_delta_o = float(min_delta_o)
         self.noise_z = None if noise_z is None else float(noise_z)
         self.smoothing = float(smoothing)
+        self.joint_weight_floor = float(joint_weight_floor)
         self.keep_clones = bool(keep_clones)
         self.verbose = verbose
         self.last_estimate = None
@@ -218,6 +227,7 @@ class GBlendCallback(keras.callbacks.Callback):
             "min_delta_o": self.min_delta_o,
             "noise_z": self.noise_z,
             "smoothing": self.smoothing,
+            "joint_weight_floor": self.joint_weight_floor,
             "keep_clones": self.keep_clones,
             "verbose": self.verbose,
         }
@@ -355,12 +365,15 @@ class GBlendCallback(keras.callbacks.Callback):
             previous = keras.ops.convert_to_numpy(
                 self.model.blend_weights_variable
             ).astype(np.float64)
-            self.model.set_blend_weights(
+            weights = (
                 (1.0 - self.smoothing) * estimate.weights
                 + self.smoothing * previous / previous.sum()
                 if self.smoothing and previous.sum() > 0
                 else estimate.weights
             )
+            # The joint head is the last head.
+            self.model.set_blend_weights(ogr.with_weight_floor(
+                weights, index=-1, floor=self.joint_weight_floor))
         model = self.model
         for variable, values in (
             (model.blend_delta_o, estimate.delta_o),

@@ -40,6 +40,9 @@ Degenerate cases (the paper does not discuss them):
   they get what the blend would give them if every unclear head had
   gained at the top of its noise band (`delta_g + noise_z * SE`):
   otherwise they would be locked out at 0 for good.
+- the answer: Proposition 1 may give the joint head, the model's answer,
+  weight 0; `with_weight_floor` keeps it at a floor (`GBlendCallback`'s
+  `joint_weight_floor`, default `DEFAULT_JOINT_WEIGHT_FLOOR`).
 """
 
 from typing import Optional, Sequence
@@ -48,6 +51,7 @@ import numpy as np
 
 DEFAULT_MIN_DELTA_O = 1e-2
 DEFAULT_NOISE_Z = 2.0
+DEFAULT_JOINT_WEIGHT_FLOOR = 0.2
 
 
 class NoGeneralizationError(ValueError):
@@ -299,6 +303,47 @@ def updated_blend_weights(
         weights[unclear] = (1.0 - share) * previous[unclear] / unclear_total
     weights[gaining] = share * clear_weights[gaining]
     return weights / weights.sum()
+
+
+def with_weight_floor(weights: Sequence[float], index: int,
+                      floor: float) -> np.ndarray:
+    """Raise one head's weight to at least `floor`, rescaling the others.
+
+    Proposition 1 weighs the heads by how well their losses generalize; it
+    does not know that one of them, the joint head, is the model's answer.
+    At weight 0 that head's features stop being trained for it: its own
+    classifier is a probe over encoders trained for the other heads (and
+    over an untrained encoder for a modality whose heads are all at 0),
+    whose accuracy varies widely between runs. A floor keeps it in the
+    encoders' objective.
+
+    Args:
+        weights: non-negative weights summing to 1.
+        index: the head to floor (the joint head: the last one).
+        floor: in [0, 1).
+
+    Returns:
+        float64 weights summing to 1; unchanged when `weights[index]`
+        already is at least `floor`, else `weights[index] = floor` and the
+        others scaled to share `1 - floor` in their proportions.
+
+    Example:
+
+    >>> with_weight_floor([0.8, 0.2, 0.0], index=2, floor=0.2).round(3)
+    array([0.64, 0.16, 0.2 ])
+    """
+    weights = _as_vector(weights, "weights")
+    if not 0 <= floor < 1:
+        raise ValueError(f"The weight floor must be in [0, 1), got {floor}.")
+    if weights[index] >= floor:
+        return weights
+    others = np.ones(weights.size, dtype=bool)
+    others[index] = False
+    floored = np.zeros_like(weights)
+    floored[index] = floor
+    # The others sum to 1 - weights[index] > 1 - floor > 0.
+    floored[others] = (1.0 - floor) * weights[others] / weights[others].sum()
+    return floored
 
 
 def blend_weights_correlated(

@@ -108,6 +108,10 @@ def define_flags():
     flags.DEFINE_float("smoothing", defaults.smoothing,
                        "Weight of the previous blend in each online update.",
                        lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_float("joint_weight_floor", defaults.joint_weight_floor,
+                       "Least blend weight of the joint head (the answer) "
+                       "after each estimate; 0 keeps Proposition 1's.",
+                       lower_bound=0.0, upper_bound=0.99)
     flags.DEFINE_float("alpha", defaults.alpha, "OGM-GE modulation strength.",
                        lower_bound=0.0)
     flags.DEFINE_integer("ogm_start_epoch", defaults.ogm_start_epoch,
@@ -167,6 +171,7 @@ def config_from_flags() -> experiment.ExperimentConfig:
         gblend_metric=FLAGS.gblend_metric,
         noise_z=FLAGS.noise_z,
         smoothing=FLAGS.smoothing,
+        joint_weight_floor=FLAGS.joint_weight_floor,
         alpha=FLAGS.alpha,
         ogm_start_epoch=FLAGS.ogm_start_epoch,
         ogm_end_epoch=FLAGS.ogm_end_epoch,

@@ -64,3 +64,178 @@ def test_select_answer_errors():
     with pytest.raises(ValueError, match="empty"):
         kg.select_answer(model, ({k: v[:0] for k, v in holdout[0].items()},
                                  holdout[1][:0]))
+
+
+def test_head_probabilities_are_a_row_wise_stable_softmax():
+    # Rows far apart in scale: a softmax shifted by the global maximum, or
+    # by +max, would underflow or overflow to NaN.
+    logits = np.array([[1000.0, 999.0, 998.0], [0.0, -1.0, -2.0]])
+    row = np.exp([0.0, -1.0, -2.0]) / np.exp([0.0, -1.0, -2.0]).sum()
+    np.testing.assert_allclose(
+        answer_lib.head_probabilities(logits, from_logits=True),
+        [row, row], rtol=1e-12)
+    # Probability outputs are taken as they are.
+    probabilities = np.array([[0.2, 0.5, 0.3]])
+    np.testing.assert_array_equal(
+        answer_lib.head_probabilities(probabilities, from_logits=False),
+        probabilities)
+
+
+def test_outputs_are_logits_reads_each_head_loss():
+    model = toy_model()
+    with pytest.raises(ValueError,
+                       match=r"^Compile the model before choosing its answer"):
+        answer_lib.outputs_are_logits(model)
+    model.compile("sgd", loss={
+        "a": sparse_ce(),
+        "v": "sparse_categorical_crossentropy",  # a function: probabilities
+        "joint": keras.losses.SparseCategoricalCrossentropy(from_logits=False),
+    })
+    assert answer_lib.outputs_are_logits(model) == {
+        "a": True, "v": False, "joint": False}
+
+
+def test_a_head_with_mixing_weight_zero_is_not_read():
+    answer = kg.Answer(weights={"a": 1.0, "v": 0.0, "joint": 0.0},
+                       holdout_log_loss=0.1, holdout_accuracy=1.0,
+                       head_log_loss={}, head_accuracy={})
+    predictions = {"a": np.array([[2.0, 0.0, 0.0]]),
+                   "v": np.full((1, 3), np.nan), "joint": np.full((1, 3), np.inf)}
+    probabilities = answer.probabilities(
+        predictions, {"a": True, "v": True, "joint": True})
+    assert np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities.sum(), 1.0)
+
+
+def test_answer_accuracy_reads_dict_labels_and_prints_nothing(capsys):
+    model, holdout = _trained_on_a_only()
+    answer = kg.select_answer(model, holdout)
+    capsys.readouterr()
+    x, y = holdout
+    by_head = {h: y for h in model.head_names}
+    assert answer.accuracy(model, (x, by_head)) == pytest.approx(
+        answer.accuracy(model, (x, y)))
+    answer.predict(model, x, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+
+
+def _trained_on_joint_only():
+    """Only the joint head (the last) trained: the best single head is not
+    the first one."""
+    x, y = toy_data(n=150, seed=2)
+    train, holdout = kg.split_holdout((x, y), fraction=0.3, seed=0)
+    model = toy_model(seed=1, blend_scope="all")
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
+                  loss_weights=[0.0, 0.0, 1.0])
+    model.fit(*train, epochs=15, verbose=0)
+    return model, holdout
+
+
+def test_select_answer_figures_match_a_hand_computation(capsys):
+    model, holdout = _trained_on_joint_only()
+    capsys.readouterr()
+    x, y = holdout
+    logits = model.predict(x, verbose=0)
+    probabilities = {h: answer_lib.head_probabilities(logits[h], True)
+                     for h in model.head_names}
+    rows = np.arange(len(y))
+    head_loss = {h: -np.log(p[rows, y]).mean()
+                 for h, p in probabilities.items()}
+    true_class = np.stack([probabilities[h][rows, y]
+                           for h in model.head_names])
+    capsys.readouterr()
+
+    best = kg.select_answer(model, holdout, candidates="heads")
+    assert capsys.readouterr().out == ""  # predicts silently
+    assert min(head_loss, key=head_loss.get) == "joint"
+    assert best.weights == {"a": 0.0, "v": 0.0, "joint": 1.0}
+    assert best.head_log_loss == pytest.approx(head_loss, rel=1e-5)
+    assert best.holdout_log_loss == pytest.approx(head_loss["joint"], rel=1e-5)
+
+    mix = kg.select_answer(model, holdout, candidates="mix")
+    expected = answer_lib._mixture_weights(true_class)
+    np.testing.assert_allclose(list(mix.weights.values()), expected,
+                               atol=1e-6)
+    mixed = sum(a * probabilities[h] for h, a in zip(model.head_names,
+                                                     expected))
+    assert mix.holdout_log_loss == pytest.approx(
+        -np.log(mixed[rows, y]).mean(), rel=1e-5)
+    assert mix.holdout_log_loss > 0
+
+
+def test_select_answer_and_accuracy_use_the_batch_size_given(monkeypatch):
+    model, holdout = _trained_on_joint_only()
+    batch_sizes = []
+    original = model.predict
+
+    def predict(data, **kwargs):
+        batch_sizes.append([int(x["a"].shape[0]) for x, _ in data])
+        return original(data, **kwargs)
+
+    monkeypatch.setattr(model, "predict", predict)
+    answer = kg.select_answer(model, holdout, batch_size=5)
+    answer.accuracy(model, holdout, batch_size=7)
+    assert batch_sizes[0][0] == 5 and batch_sizes[1][0] == 7
+
+
+def test_select_answer_refuses_a_multi_label_model():
+    keras.utils.set_random_seed(0)
+    encoders = {m: keras.Sequential(
+        [keras.Input((d,)), keras.layers.Dense(4)], name=f"enc_{m}")
+        for m, d in (("a", 6), ("v", 4))}
+    model = kg.late_fusion_model(encoders, 3, multi_label=True)
+    model.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True))
+    x, y = toy_data(n=30)
+    with pytest.raises(ValueError, match="multi-label"):
+        kg.select_answer(model, (x, np.eye(3, dtype="float32")[y]))
+
+
+def test_mixture_weights_reach_the_optimum_and_sum_to_one():
+    # Asymmetric two-head case: the optimum, found on a fine grid, is
+    # inside the simplex.
+    rng = np.random.default_rng(0)
+    p0 = rng.uniform(0.05, 1.0, 200)  # head 2 is good where head 1 is not
+    p = np.stack([p0, 0.8 * np.clip(1.05 - p0 + rng.normal(0, 0.05, 200),
+                                    0.05, 1.0)])
+    grid = np.linspace(0, 1, 20001)
+    losses = [-np.log(a * p[0] + (1 - a) * p[1]).mean() for a in grid]
+    best = grid[int(np.argmin(losses))]
+    assert 0.05 < best < 0.95
+    np.testing.assert_allclose(answer_lib._mixture_weights(p),
+                               [best, 1 - best], atol=2e-3)
+    # After any number of steps, the weights (small ones cut) sum to 1.
+    p = np.array([[1.0] * 10, [0.01] * 10])
+    for iterations in range(1, 40):
+        weights = answer_lib._mixture_weights(p, iterations=iterations)
+        assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_mix_and_single_head_candidates_differ_when_heads_complement():
+    """Heads `a` and `v` are each right on half of the examples: the best
+    mix is half of each, the best single head one of them."""
+    from types import SimpleNamespace
+
+    n = 40
+    y = np.arange(n) % 2
+    sure = np.where(np.arange(n)[:, None] < n // 2, 1.0, 0.0)  # first half
+    right = np.eye(2)[y]
+    wrong = np.eye(2)[1 - y]
+    a = sure * (0.9 * right + 0.1 * wrong) + (1 - sure) * (0.4 * right + 0.6 * wrong)
+    v = (1 - sure) * (0.9 * right + 0.1 * wrong) + sure * (0.45 * right + 0.55 * wrong)
+    predictions = {"a": a, "v": v, "joint": np.full((n, 2), 0.5)}
+    model = SimpleNamespace(
+        multi_label=False, head_names=("a", "v", "joint"), joint_output="joint",
+        head_losses={h: keras.losses.SparseCategoricalCrossentropy()
+                     for h in predictions},
+        predict=lambda data, **kwargs: predictions)
+    holdout = ({"x": np.zeros((n, 1), "float32")}, y)
+    heads = kg.select_answer(model, holdout, candidates="heads")
+    # v's unsure half is less wrong (0.45 vs 0.4 on the true class).
+    assert heads.weights == {"a": 0.0, "v": 1.0, "joint": 0.0}
+    mix = kg.select_answer(model, holdout, candidates="mix")
+    assert mix.weights["a"] == pytest.approx(0.5, abs=0.1)
+    assert mix.weights["v"] == pytest.approx(0.5, abs=0.1)
+    assert mix.weights["joint"] == 0.0
+    assert mix.holdout_log_loss < heads.holdout_log_loss

@@ -2,8 +2,11 @@
 
 import json
 import os
+import sys
 
 from conftest import run_script
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 
 def kg_default_fraction():
@@ -145,3 +148,20 @@ def test_pipeline_throughput_benchmark_tiny(av_digits_dir, tmp_path):
     missing = _run("pipeline_throughput.py", f"--data_dir={tmp_path}/none",
                    f"--out={out}")
     assert missing.returncode != 0 and "--data_dir" in missing.stderr
+
+
+def test_mutation_report_matches_equivalents_of_functions_and_methods():
+    sys.path.insert(0, BENCHMARKS)
+    import mutation
+
+    entries = [{"module": "answer", "original": "a = 1", "mutated": "a = 2",
+                "reason": "why"}]
+    diff = "--- x\n+++ y\n-    a = 1\n+    a = 2\n"
+    for name in ("keras_gblend.answer.x_select_answer__mutmut_3",
+                 "keras_gblend.answer.xǁAnswerǁaccuracy__mutmut_22"):
+        assert mutation.equivalence_reason(name, diff, entries) == "why"
+    assert mutation.equivalence_reason(
+        "keras_gblend.ogr.x_blend_weights__mutmut_3", diff, entries) is None
+    assert mutation.equivalence_reason(
+        "keras_gblend.answer.x_select_answer__mutmut_3",
+        "-    a = 1\n+    a = 3\n", entries) is None

@@ -76,6 +76,65 @@ def test_dataset_subset_applies_the_same_rule_as_arrays_in_one_pass():
     np.testing.assert_array_equal(got, np.flatnonzero(expected))
 
 
+def _kept_ids(labels, fraction=FRACTION, **kwargs):
+    ids = np.arange(len(labels), dtype="float32")[:, None]
+    subset = kg.estimation_subset(
+        tf.data.Dataset.from_tensor_slices((ids, labels)).batch(16), fraction,
+        seed=2, **kwargs)
+    return np.array([int(x[0]) for x, _ in subset.as_numpy_iterator()])
+
+
+def test_dataset_labels_sparse_column_or_one_hot_select_the_same_rows():
+    y = np.random.default_rng(4).integers(0, 3, 120).astype("int32")
+    sparse = _kept_ids(y, num_classes=3)
+    np.testing.assert_array_equal(_kept_ids(y[:, None], num_classes=3), sparse)
+    np.testing.assert_array_equal(
+        _kept_ids(np.eye(3, dtype="float32")[y], num_classes=3), sparse)
+    # Two classes one-hot: the last axis has 2 entries, still one-hot.
+    y2 = y % 2
+    np.testing.assert_array_equal(
+        _kept_ids(np.eye(2, dtype="float32")[y2]), _kept_ids(y2))
+    assert 0 < len(sparse) < 120
+
+
+def test_fraction_one_is_the_data_itself_and_empty_labels_keep_nothing():
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 1)), [0, 1, 0, 1]))
+    assert kg.estimation_subset(dataset, 1.0) is dataset
+    arrays = ({"a": np.zeros((4, 1))}, np.array([0, 1, 0, 1]))
+    assert kg.estimation_subset(arrays, 1.0) is arrays
+    for fraction in (0.5, 1.0):
+        rows = stratified_subset.stratified_rows(np.zeros(0, int), fraction)
+        assert rows.shape == (0,) and rows.dtype == np.int64
+    np.testing.assert_array_equal(
+        stratified_subset.stratified_rows(np.array([2, 0, 1]), 1.0), [0, 1, 2])
+    # The default seed is 0.
+    y = np.arange(60) % 3
+    np.testing.assert_array_equal(
+        stratified_subset.stratified_rows(y, 0.5),
+        stratified_subset.stratified_rows(y, 0.5, seed=0))
+
+
+def test_a_dataset_without_labels_is_refused():
+    features_only = tf.data.Dataset.from_tensor_slices(np.zeros((8, 2)))
+    with pytest.raises(ValueError, match="yields no labels"):
+        kg.estimation_subset(features_only, 0.5)
+    one_part = tf.data.Dataset.from_tensor_slices((np.zeros((8, 2)),))
+    with pytest.raises(ValueError, match="yields no labels"):
+        kg.estimation_subset(one_part, 0.5)
+
+
+def test_subset_size_counts_the_kept_examples_of_arrays_and_datasets():
+    y = np.random.default_rng(3).integers(0, 4, 150).astype("int32")
+    x = {"a": np.arange(150, dtype="float32")[:, None]}
+    arrays = kg.estimation_subset((x, y), FRACTION, seed=2, num_classes=4)
+    assert stratified_subset.subset_size(arrays) == len(arrays[1])
+    assert len(arrays[1]) == len(arrays[0]["a"]) < 150
+    dataset = kg.estimation_subset(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(16), FRACTION,
+        seed=2, num_classes=4)
+    assert stratified_subset.subset_size(dataset) == sum(1 for _ in dataset)
+
+
 def test_dataset_subset_is_fixed_even_if_the_dataset_reshuffles():
     y = (np.arange(120) % 3).astype("int32")
     ids = np.arange(120, dtype="float32")

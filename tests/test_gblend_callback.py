@@ -193,7 +193,8 @@ def test_errors_are_raised_before_any_training_step():
                       ("min_delta_o", 0), ("train_subset_fraction", 5),
                       ("train_subset_fraction", 0), ("noise_z", -1),
                       ("noise_z", float("inf")), ("smoothing", 1.0),
-                      ("smoothing", "a")):
+                      ("smoothing", "a"), ("joint_weight_floor", 1.0),
+                      ("joint_weight_floor", -0.1)):
         with pytest.raises(ValueError, match=name):
             kg.GBlendCallback(holdout, **{name: bad})
 
@@ -267,10 +268,33 @@ def test_smoothing_mixes_the_estimate_with_the_weights_in_use():
                                rtol=1e-6)
 
 
+def test_joint_weight_floor_lifts_the_answer_head_after_the_estimate():
+    train, holdout = _split()
+    for floor in (0.0, 0.9):
+        model = compiled_toy_model()
+        callback = kg.GBlendCallback(holdout, mode="offline",
+                                     estimation_epochs=1, noise_z=None,
+                                     joint_weight_floor=floor, verbose=0)
+        _fit(model, train, callback, epochs=1)
+        estimated = callback.last_estimate.weights
+        weights = np.array(list(model.blend_weights.values()))
+        if floor == 0.0:  # Proposition 1's weights as they came
+            np.testing.assert_allclose(weights, estimated, rtol=1e-6)
+            continue
+        assert estimated[-1] < floor  # so the floor has work to do
+        assert weights[-1] == pytest.approx(floor)
+        # The modalities share the rest in the estimate's proportions.
+        np.testing.assert_allclose(
+            weights[:-1], (1 - floor) * estimated[:-1] / estimated[:-1].sum(),
+            rtol=1e-5)
+
+
 def test_get_config_round_trips():
     _, holdout = _split()
-    callback = kg.GBlendCallback(holdout, mode="offline", warmup_epochs=3, seed=4)
+    callback = kg.GBlendCallback(holdout, mode="offline", warmup_epochs=3,
+                                 seed=4, joint_weight_floor=0.1)
     config = callback.get_config()
     clone = kg.GBlendCallback.from_config({**config, "holdout": holdout})
     assert clone.get_config() == config
     assert config["seed"] == 4 and config["warmup_epochs"] == 3
+    assert config["joint_weight_floor"] == 0.1

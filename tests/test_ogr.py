@@ -325,3 +325,29 @@ def test_a_loss_exactly_at_the_noise_bound_is_within_noise():
         delta_g_se=[0.02, 0.02, 0.35], noise_z=2.0)  # (head 2's wide band
     # keeps head 1's floor, 30/100, at its 0.3)
     np.testing.assert_allclose(weights, [0.2, 0.3, 0.5])
+
+
+def test_weight_floor_raises_the_head_and_keeps_the_others_proportions():
+    floored = ogr.with_weight_floor([0.6, 0.4, 0.0], index=2, floor=0.2)
+    np.testing.assert_allclose(floored, [0.48, 0.32, 0.2])
+    # A head already at or above the floor: the weights as they came.
+    np.testing.assert_allclose(
+        ogr.with_weight_floor([0.5, 0.2, 0.3], index=-1, floor=0.2),
+        [0.5, 0.2, 0.3])
+    np.testing.assert_allclose(
+        ogr.with_weight_floor([0.5, 0.3, 0.2], index=-1, floor=0.2),
+        [0.5, 0.3, 0.2])
+    # Floor 0: Proposition 1's weights untouched, a zero head included.
+    np.testing.assert_allclose(
+        ogr.with_weight_floor([1.0, 0.0, 0.0], index=-1, floor=0.0),
+        [1.0, 0.0, 0.0])
+    # Any head can be floored; a zero among the others stays zero.
+    np.testing.assert_allclose(
+        ogr.with_weight_floor([0.0, 0.05, 0.95], index=1, floor=0.25),
+        [0.0, 0.25, 0.75])
+
+
+@pytest.mark.parametrize("floor", [1.0, -0.1, float("nan")])
+def test_weight_floor_out_of_range_is_refused(floor):
+    with pytest.raises(ValueError, match=r"floor must be in \[0, 1\)"):
+        ogr.with_weight_floor([0.5, 0.5, 0.0], index=2, floor=floor)
