@@ -7,15 +7,21 @@ from keras_gblend import answer as answer_lib
 from conftest import sparse_ce, toy_data, toy_model
 
 
-def _trained_on_a_only():
-    """Head `a` trained; `v` and `joint` left at their initial weights."""
+def _trained_heads(loss_weights):
+    """A toy model whose heads with loss weight 0 are left at their initial
+    weights (`blend_scope="all"`), and its holdout."""
     x, y = toy_data(n=150, seed=2)
     train, holdout = kg.split_holdout((x, y), fraction=0.3, seed=0)
     model = toy_model(seed=1, blend_scope="all")
     model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
-                  loss_weights=[1.0, 0.0, 0.0], metrics=["accuracy"])
+                  loss_weights=loss_weights, metrics=["accuracy"])
     model.fit(*train, epochs=15, verbose=0)
     return model, holdout
+
+
+def _trained_on_a_only():
+    """Head `a` trained; `v` and `joint` left at their initial weights."""
+    return _trained_heads([1.0, 0.0, 0.0])
 
 
 def test_select_answer_picks_the_better_head_on_a_constructed_case():
@@ -124,13 +130,7 @@ def test_answer_accuracy_reads_dict_labels_and_prints_nothing(capsys):
 def _trained_on_joint_only():
     """Only the joint head (the last) trained: the best single head is not
     the first one."""
-    x, y = toy_data(n=150, seed=2)
-    train, holdout = kg.split_holdout((x, y), fraction=0.3, seed=0)
-    model = toy_model(seed=1, blend_scope="all")
-    model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
-                  loss_weights=[0.0, 0.0, 1.0])
-    model.fit(*train, epochs=15, verbose=0)
-    return model, holdout
+    return _trained_heads([0.0, 0.0, 1.0])
 
 
 def test_select_answer_figures_match_a_hand_computation(capsys):

@@ -90,14 +90,13 @@ def _strategy(*args):
 
 
 def test_is_chief_reads_the_cluster_role():
-    strategy = _strategy
     assert is_chief(object())  # no cluster at all
     assert is_chief(tf.distribute.get_strategy())
-    assert is_chief(strategy("chief", 0, ["chief", "worker"]))
-    assert is_chief(strategy("worker", 0, ["worker"]))  # worker 0 leads
-    assert not is_chief(strategy("worker", 1, ["worker"]))
-    assert not is_chief(strategy("worker", 0, ["chief", "worker"]))
-    assert not is_chief(strategy("evaluator", 0, ["worker", "evaluator"]))
+    assert is_chief(_strategy("chief", 0, ["chief", "worker"]))
+    assert is_chief(_strategy("worker", 0, ["worker"]))  # worker 0 leads
+    assert not is_chief(_strategy("worker", 1, ["worker"]))
+    assert not is_chief(_strategy("worker", 0, ["chief", "worker"]))
+    assert not is_chief(_strategy("evaluator", 0, ["worker", "evaluator"]))
 
 
 def test_other_workers_save_in_a_private_folder(tmp_path):
