@@ -34,7 +34,9 @@ Writes benchmarks/results/mutation.{md,json}.
 """
 
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -83,6 +85,12 @@ def define_flags():
                         "resumes).")
     flags.DEFINE_string("out", os.path.join(HERE, "results", "mutation"),
                         "Output path without extension.")
+    flags.DEFINE_integer("sample", 0,
+                         "Check only this many mutants per module, drawn at "
+                         "random (seeded) from those not yet checked; 0: "
+                         "all. The report then gives each kill rate with "
+                         "its 95% interval.", lower_bound=0)
+    flags.DEFINE_integer("sample_seed", 0, "Seed of the --sample draw.")
     flags.DEFINE_bool("report_only", False,
                       "Run no mutant: write the report from the work "
                       "folder's results (e.g. after adding equivalents).")
@@ -117,6 +125,65 @@ def equivalence_reason(name, diff, equivalents):
                 and entry["mutated"] == mutated):
             return entry["reason"]
     return None
+
+
+def wilson_interval(killed, total, z=1.96):
+    """95% Wilson score interval of a kill rate measured on a sample.
+
+    Args:
+        killed: mutants killed.
+        total: mutants killed plus non-equivalent survivors.
+
+    Returns:
+        `(low, high)`, or `None` when `total` is 0.
+    """
+    if total == 0:
+        return None
+    rate = killed / total
+    centre = rate + z * z / (2 * total)
+    spread = z * math.sqrt(rate * (1 - rate) / total
+                           + z * z / (4 * total * total))
+    scale = 1 + z * z / total
+    return (centre - spread) / scale, (centre + spread) / scale
+
+
+def format_rate(killed, gaps):
+    """`'91.7% (80.5–96.5%)'`: a kill rate and its 95% interval."""
+    interval = wilson_interval(killed, killed + gaps)
+    if interval is None:
+        return "—"
+    return (f"{100 * killed / (killed + gaps):.1f}% "
+            f"({100 * interval[0]:.1f}–{100 * interval[1]:.1f}%)")
+
+
+def sample_mutants(statuses, modules, per_module, seed):
+    """Names of `per_module` not-yet-checked mutants of each module.
+
+    Args:
+        statuses: `{mutant name: mutmut status}`.
+        modules: module names (`keras_gblend.<module>.` prefixes).
+        per_module: how many to draw from each module.
+        seed: seed of the draw.
+
+    Returns:
+        The drawn names, sorted.
+    """
+    rng = random.Random(seed)
+    chosen = []
+    for module in modules:
+        pending = sorted(n for n, s in statuses.items()
+                         if n.startswith(f"keras_gblend.{module}.")
+                         and s == "not checked")
+        chosen += rng.sample(pending, min(per_module, len(pending)))
+    return sorted(chosen)
+
+
+def mutant_statuses(work, env):
+    """`{mutant name: status}` as mutmut lists them in `work`."""
+    listing = subprocess.run(["mutmut", "results", "--all", "true"],
+                             cwd=work, env=env, capture_output=True,
+                             text=True).stdout
+    return dict(re.findall(r"^\s*(\S+): (.+)$", listing, re.M))
 
 
 def main(argv):
@@ -163,10 +230,22 @@ def run_mutmut(work, env):
     with open(os.path.join(work, "setup.cfg"), "w") as f:
         f.write(settings(FLAGS.modules, FLAGS.test_files))
     start = time.perf_counter()
+    command = ["mutmut", "run", "--max-children", str(FLAGS.children)]
     try:
-        subprocess.run(["mutmut", "run", "--max-children",
-                        str(FLAGS.children)], cwd=work, env=env,
-                       timeout=60 * FLAGS.budget_minutes,
+        if FLAGS.sample:
+            # Generate the mutants and the test map without checking any
+            # (a pattern that matches no mutant), then draw the sample.
+            subprocess.run(command + ["keras_gblend.no_such_module.*"],
+                           cwd=work, env=env,
+                           timeout=60 * FLAGS.budget_minutes,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            command += sample_mutants(mutant_statuses(work, env),
+                                      FLAGS.modules, FLAGS.sample,
+                                      FLAGS.sample_seed)
+        remaining = 60 * FLAGS.budget_minutes - (time.perf_counter() - start)
+        subprocess.run(command, cwd=work, env=env,
+                       timeout=max(remaining, 1),
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         finished = True
     except subprocess.TimeoutExpired:
@@ -176,10 +255,7 @@ def run_mutmut(work, env):
 
 def write_report(work, env, equivalents, minutes, finished):
     """Reads mutmut's results in `work` and writes the report."""
-    listing = subprocess.run(["mutmut", "results", "--all", "true"],
-                             cwd=work, env=env, capture_output=True,
-                             text=True).stdout
-    statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, re.M))
+    statuses = mutant_statuses(work, env)
     survivors = []
     for name, status in statuses.items():
         if status != "survived":
@@ -207,6 +283,7 @@ def write_report(work, env, equivalents, minutes, finished):
             "survived": len(own), "equivalent": equivalent, "gaps": gaps,
             "not_checked": len(mine) - killed - len(own),
             "kill_rate": killed / (killed + gaps) if killed + gaps else None,
+            "kill_rate_95": wilson_interval(killed, killed + gaps),
         })
     total_killed = sum(r["killed"] for r in rows)
     total_gaps = sum(r["gaps"] for r in rows)
@@ -215,24 +292,30 @@ def write_report(work, env, equivalents, minutes, finished):
              f"{','.join(FLAGS.modules)}"
              + ("" if FLAGS.test_files == list(TEST_FILES) else
                 f" --test_files={','.join(FLAGS.test_files)}")
+             + (f" --sample={FLAGS.sample} --sample_seed={FLAGS.sample_seed}"
+                if FLAGS.sample else "")
              + ("`: results as left in the work folder by earlier runs"
                 if minutes is None else
                 f"`: {minutes:.0f} min on {os.cpu_count()} cores, "
                 f"{FLAGS.children} workers"
                 + ("" if finished else " (stopped by the time budget)"))
              + ". "
-             "Kill rate = killed / (killed + survivors not shown equivalent).",
+             + (f"A random sample (seed {FLAGS.sample_seed}) of "
+                f"{FLAGS.sample} mutants per module was checked; the 95% "
+                "interval is Wilson's, for the module's whole population. "
+                if FLAGS.sample else "")
+             + "Kill rate = killed / (killed + survivors not shown equivalent).",
              "", "| module | mutants | killed | survived | of which "
-             "equivalent | not checked | kill rate |",
+             "equivalent | not checked | kill rate (95% interval) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        rate = "—" if r["kill_rate"] is None else f"{100 * r['kill_rate']:.1f}%"
         lines.append(f"| {r['module']} | {r['generated']} | {r['killed']} | "
                      f"{r['survived']} | {r['equivalent']} | "
-                     f"{r['not_checked']} | {rate} |")
+                     f"{r['not_checked']} | "
+                     f"{format_rate(r['killed'], r['gaps'])} |")
     if total_killed + total_gaps:
         lines += ["", f"All: {total_killed} killed, {total_gaps} non-equivalent "
-                  f"survivors: {100 * total_killed / (total_killed + total_gaps):.1f}% "
+                  f"survivors: {format_rate(total_killed, total_gaps)} "
                   "of the non-equivalent mutants killed."]
     lines += ["", "## Survivors", "",
               "| mutant | original → mutated | equivalent because |",

@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from conftest import run_script
 
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
@@ -165,3 +167,33 @@ def test_mutation_report_matches_equivalents_of_functions_and_methods():
     assert mutation.equivalence_reason(
         "keras_gblend.answer.x_select_answer__mutmut_3",
         "-    a = 1\n+    a = 3\n", entries) is None
+
+
+def test_mutation_sample_draws_unchecked_mutants_of_each_module():
+    sys.path.insert(0, BENCHMARKS)
+    import mutation
+
+    statuses = {f"keras_gblend.ogr.x_f__mutmut_{i}": "not checked"
+                for i in range(40)}
+    statuses["keras_gblend.ogr.x_f__mutmut_0"] = "killed"
+    statuses.update({f"keras_gblend.ogm.x_g__mutmut_{i}": "not checked"
+                     for i in range(3)})
+    drawn = mutation.sample_mutants(statuses, ["ogr", "ogm"], 4, seed=1)
+    ogr = [n for n in drawn if ".ogr." in n]
+    assert len(ogr) == 4 and "keras_gblend.ogr.x_f__mutmut_0" not in ogr
+    assert len(drawn) == 7  # ogm has only 3 to give
+    assert drawn == mutation.sample_mutants(statuses, ["ogr", "ogm"], 4, 1)
+    assert drawn != mutation.sample_mutants(statuses, ["ogr", "ogm"], 4, 2)
+
+
+def test_mutation_kill_rate_interval_is_wilsons():
+    sys.path.insert(0, BENCHMARKS)
+    import mutation
+
+    # Wilson's 95% interval for 45 of 50 (tabulated: 0.786-0.957).
+    low, high = mutation.wilson_interval(45, 50)
+    assert abs(low - 0.7864) < 1e-3 and abs(high - 0.9565) < 1e-3
+    low, high = mutation.wilson_interval(30, 30)
+    assert high == pytest.approx(1.0) and 0.88 < low < 0.89
+    assert mutation.wilson_interval(0, 0) is None
+    assert mutation.format_rate(45, 5) == "90.0% (78.6–95.7%)"
