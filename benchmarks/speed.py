@@ -35,6 +35,7 @@ import tensorflow as tf  # noqa: E402
 from keras_gblend import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import estimation, experiment  # noqa: E402
+import ogm_reference  # noqa: E402
 from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -51,6 +52,11 @@ def define_flags():
                          "steps per measurement.", lower_bound=1)
     flags.DEFINE_integer("resnet_batch_size", 16, "OGM-GE on ResNet-18: "
                          "batch size.", lower_bound=1)
+    flags.DEFINE_string("ogm_reference_dir", None,
+                        "OGM-GE on ResNet-18: a checkout of the public "
+                        "reference (GeWu-Lab/OGM-GE_CVPR2022) whose own "
+                        "training step is timed on the same shapes in the "
+                        "same run (needs torch).")
     flags.DEFINE_integer("epochs", 40, "G-Blend online vs naive: epochs.",
                          lower_bound=1)
     flags.DEFINE_integer("fit_repeats", 3, "G-Blend online vs naive on "
@@ -209,7 +215,7 @@ def ogm_step_resnet18_times():
                                           "visual": (3, 112, 112, 3)},
                       FLAGS.resnet_batch_size, FLAGS.resnet_steps,
                       FLAGS.repeats, variants)
-    return rows, step_lines(
+    lines = step_lines(
         "## OGM-GE step time vs Keras train_step, ResNet-18\n\n"
         "Two ResNet-18 encoders (22.4 M parameters; audio spectrogram "
         "128x94x1, 3 visual frames of 112x112x3, the OGM-GE reference's "
@@ -217,6 +223,46 @@ def ogm_step_resnet18_times():
         "momentum, `params='conv'` (the reference's modulated set). Median "
         f"(10th–90th percentile) of the step times of {FLAGS.repeats} "
         f"interleaved epochs of {FLAGS.resnet_steps} steps.", rows)
+    reference_rows, reference_text = reference_lines(rows)
+    return rows + reference_rows, lines + [""] + reference_text
+
+
+def reference_lines(keras_rows):
+    """Rows and lines of the PyTorch reference's own step on the ResNet-18
+    shapes, with keras_gblend's graph step time as a ratio of it; or a line
+    saying why it was not timed."""
+    if not FLAGS.ogm_reference_dir:
+        return [], ["The PyTorch reference was not timed: pass "
+                    "`--ogm_reference_dir=<checkout of GeWu-Lab/"
+                    "OGM-GE_CVPR2022>` with torch installed."]
+    try:
+        rows = ogm_reference.reference_step_times(
+            FLAGS.ogm_reference_dir, FLAGS.resnet_batch_size,
+            FLAGS.resnet_steps, FLAGS.repeats, alpha=0.5)
+    except ogm_reference.ReferenceUnavailable as error:
+        return [], [f"The PyTorch reference was not timed: {error}"]
+    import torch
+    graph = {r["variant"]: r["ms_per_step"] for r in keras_rows
+             if r["mode"] == "graph"}
+    keras_names = dict(zip(ogm_reference.VARIANTS.values(), graph))
+    lines = ["### The reference's own step (PyTorch "
+             f"{torch.__version__}, {torch.get_num_threads()} threads)", "",
+             "Its `main.train_epoch` on its `AVClassifier` (concat), the same "
+             "shapes and batch, SGD momentum; median (10th–90th percentile) "
+             f"of {FLAGS.repeats} interleaved epochs of "
+             f"{FLAGS.resnet_steps} steps, timed after the Keras rows.", "",
+             "| variant | reference ms/step (p10–p90) | ratio to its plain "
+             "step | keras_gblend graph ms/step | keras_gblend / reference |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        ours = graph[keras_names[row["variant"]]]
+        row.update(mode="reference", keras_graph_ms=ours,
+                   keras_to_reference=ours / row["ms_per_step"])
+        lines.append(f"| {row['variant']} | {row['ms_per_step']:.0f} "
+                     f"({row['ms_p10']:.0f}–{row['ms_p90']:.0f}) | "
+                     f"{row['ratio_to_plain']:.3f} | {ours:.0f} | "
+                     f"{row['keras_to_reference']:.2f}× |")
+    return rows, lines
 
 
 def online_settings():

@@ -72,6 +72,25 @@ def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(np.nanmean(values))
 
 
+def mean_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """mAUC: the ROC AUC of every label, averaged, as Keras's
+    `AUC(multi_label=True)` (the `"mauc"` metric of
+    `multi_label_metrics`) computes it.
+
+    Args:
+        y_true: multi-hot `(examples, labels)`.
+        probabilities: `(examples, labels)` sigmoid probabilities.
+    """
+    y_true, probabilities = np.asarray(y_true), np.asarray(probabilities)
+    if y_true.shape != probabilities.shape or y_true.ndim != 2:
+        raise ValueError(
+            f"`y_true` {y_true.shape} and `probabilities` "
+            f"{probabilities.shape} must both be (examples, labels).")
+    metric = keras.metrics.AUC(multi_label=True, num_labels=y_true.shape[1])
+    metric.update_state(y_true, probabilities)
+    return float(metric.result())
+
+
 def subsample_and_balance(labels: np.ndarray, min_class_volume: int,
                           target_class_volume: int,
                           seed: Optional[int] = 0) -> np.ndarray:

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 from keras_gblend import cli  # noqa: E402
 from keras_gblend import experiment  # noqa: E402
 from keras_gblend.answer import select_answer  # noqa: E402
-from keras_gblend.multilabel import mean_average_precision  # noqa: E402
+from keras_gblend.multilabel import mean_auc, mean_average_precision  # noqa: E402,E501
 
 FLAGS = flags.FLAGS
 
@@ -85,6 +85,7 @@ def main(argv):
     if config.multi_label:
         report = {
             name: {"map": mean_average_precision(labels, p),
+                   "mauc": mean_auc(labels, p),
                    "label_accuracy": float(np.mean((p > 0.5) == labels))}
             for name, p in probabilities.items()
         }

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import types
 
 import pytest
 
@@ -197,3 +198,96 @@ def test_mutation_kill_rate_interval_is_wilsons():
     assert high == pytest.approx(1.0) and 0.88 < low < 0.89
     assert mutation.wilson_interval(0, 0) is None
     assert mutation.format_rate(45, 5) == "90.0% (78.6–95.7%)"
+
+
+def test_ogm_reference_needs_torch_and_a_checkout(tmp_path, monkeypatch):
+    sys.path.insert(0, BENCHMARKS)
+    import ogm_reference
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
+    with pytest.raises(ogm_reference.ReferenceUnavailable, match="torch"):
+        ogm_reference.load_reference(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    with pytest.raises(ogm_reference.ReferenceUnavailable,
+                       match=r"--ogm_reference_dir.*main\.py"):
+        ogm_reference.load_reference(str(tmp_path))
+
+
+# A stand-in for the reference checkout: its layout and the names
+# `ogm_reference` calls (main.AVClassifier, main.weight_init,
+# main.train_epoch), with a data module that cannot import.
+FAKE_REFERENCE = {
+    "dataset/__init__.py": "",
+    "dataset/CramedDataset.py": "import librosa_not_installed_here\n",
+    "models/__init__.py": "",
+    "models/basic_model.py": """
+import torch
+
+
+class AVClassifier(torch.nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.modulation = args.modulation
+        self.audio_net = torch.nn.Linear(128 * 94, 6)
+        self.visual_net = torch.nn.Linear(3 * 3 * 112 * 112, 6)
+
+    def forward(self, audio, visual):
+        return (self.audio_net(audio.flatten(1))
+                + self.visual_net(visual.flatten(1)))
+""",
+    "main.py": """
+import time
+
+import torch
+
+from dataset.CramedDataset import CramedDataset
+from models.basic_model import AVClassifier
+
+def weight_init(module):
+    pass
+
+
+def train_epoch(args, epoch, model, device, dataloader, optimizer,
+                scheduler, writer=None):
+    print("Start training ... ")
+    with open(__file__ + ".calls", "a") as calls:
+        calls.write(f"{args.modulation} {len(dataloader)}\\n")
+    for spec, image, label in dataloader:
+        optimizer.zero_grad()
+        out = model(spec.unsqueeze(1), image)
+        torch.nn.functional.cross_entropy(out, label).backward()
+        optimizer.step()
+        # The noise variant is slower, as the reference's is.
+        time.sleep({"Normal": 0.01, "OGM": 0.01, "OGM_GE": 0.03}[
+            args.modulation])
+""",
+}
+
+
+def test_ogm_reference_times_each_modulation_of_its_train_epoch(tmp_path):
+    pytest.importorskip("torch")
+    sys.path.insert(0, BENCHMARKS)
+    import ogm_reference
+
+    for path, text in FAKE_REFERENCE.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    before = set(sys.modules)
+    try:
+        rows = ogm_reference.reference_step_times(
+            str(tmp_path), batch_size=2, steps=4, repeats=2, alpha=0.5)
+    finally:
+        for name in set(sys.modules) - before:
+            if name.startswith(("dataset", "models")):
+                del sys.modules[name]
+        sys.path.remove(str(tmp_path))
+    assert [r["variant"] for r in rows] == ["plain step", "OGM (no noise)",
+                                            "OGM-GE"]
+    assert rows[0]["ratio_to_plain"] == 1.0
+    # The 30 ms sleep of OGM_GE against 10 ms: its step is ~2x as long.
+    assert 1.5 < rows[2]["ratio_to_plain"] < 4
+    assert all(r["ms_p10"] <= r["ms_per_step"] <= r["ms_p90"] for r in rows)
+    # A warm-up round, then 2 interleaved rounds, each an epoch of 5
+    # batches (steps + 1: the first step of each epoch is not timed).
+    calls = (tmp_path / "main.py.calls").read_text().split("\n")[:-1]
+    assert calls == ["Normal 5", "OGM 5", "OGM_GE 5"] * 3

@@ -48,6 +48,20 @@ def test_ogm_score_is_the_mean_sigmoid_probability_of_true_labels():
     np.testing.assert_allclose(scores, [expected], rtol=1e-6)
 
 
+def test_mean_auc_is_the_mean_of_each_labels_pairwise_roc_auc():
+    y_true = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.9],
+                              [0.8, 0.3]])
+    # Label 0: positives 0.9, 0.7 against negatives 0.2, 0.8 rank above
+    # in 3 of 4 pairs; label 1 is ranked perfectly: (0.75 + 1) / 2.
+    assert multilabel.mean_auc(y_true, probabilities) == pytest.approx(
+        0.875, abs=1e-3)
+    assert multilabel.mean_auc(y_true, 1 - probabilities) == pytest.approx(
+        0.125, abs=1e-3)
+    with pytest.raises(ValueError, match=r"\(4, 2\).*\(4, 3\)"):
+        multilabel.mean_auc(y_true, np.zeros((4, 3)))
+
+
 def test_multi_label_trains_with_gblend_and_ogm():
     x, y = _multi_label_data()
     model = _model(modulation=kg.OGMGE(alpha=0.3, seed=0))
@@ -185,3 +199,5 @@ def test_train_script_runs_gblend_on_multi_label_data(tmp_path):
                                                     abs=1e-6)
         assert report[head]["label_accuracy"] == pytest.approx(
             metrics["test_accuracy"][head], abs=1e-4)
+        assert report[head]["mauc"] == pytest.approx(
+            metrics["test_mauc"][head], abs=1e-4)
