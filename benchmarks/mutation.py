@@ -33,6 +33,7 @@ sources and tests are refreshed, and mutmut re-checks what they changed).
 Writes benchmarks/results/mutation.{md,json}.
 """
 
+import ast
 import json
 import math
 import os
@@ -96,12 +97,30 @@ def define_flags():
                       "folder's results (e.g. after adding equivalents).")
 
 
+def script_tests(test_files, tests_dir=os.path.join(REPO, "tests")):
+    """Node ids of the tests in `test_files` that run a script in a
+    subprocess (`run_script`): mutmut's copy holds no `scripts/`, and they
+    are the slow ones, so they are deselected."""
+    found = []
+    for name in test_files:
+        source = open(os.path.join(tests_dir, name)).read()
+        for node in ast.parse(source).body:
+            if (isinstance(node, ast.FunctionDef)
+                    and node.name.startswith("test_")
+                    and "run_script(" in ast.get_source_segment(source, node)):
+                found.append(f"tests/{name}::{node.name}")
+    return found
+
+
 def settings(modules, test_files=TEST_FILES):
     only = "\n".join(f"    keras_gblend/{m}.py" for m in modules)
     tests = "\n".join(f"    tests/{t}" for t in test_files)
     patterns = "\n".join(f"    {p}" for p in DO_NOT_MUTATE)
+    deselect = "".join(f"\n    --deselect\n    {t}"
+                       for t in script_tests(test_files))
     return (f"[mutmut]\nsource_paths=keras_gblend\nonly_mutate=\n{only}\n"
             f"pytest_add_cli_args_test_selection=\n{tests}\n"
+            f"pytest_add_cli_args={deselect}\n"
             f"do_not_mutate_patterns=\n{patterns}\n"
             "process_isolation=forkserver\nforkserver_warmup=none\n"
             "use_git_change_detection=false\n")
@@ -244,9 +263,16 @@ def run_mutmut(work, env):
                                       FLAGS.modules, FLAGS.sample,
                                       FLAGS.sample_seed)
         remaining = 60 * FLAGS.budget_minutes - (time.perf_counter() - start)
-        subprocess.run(command, cwd=work, env=env,
-                       timeout=max(remaining, 1),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log_path = os.path.join(work, "mutmut.log")
+        with open(log_path, "w") as log:
+            result = subprocess.run(command, cwd=work, env=env,
+                                    timeout=max(remaining, 1), stdout=log,
+                                    stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            tail = open(log_path, errors="replace").read()[-2000:]
+            raise app.UsageError(
+                f"mutmut run failed (exit status {result.returncode}); the "
+                f"end of {log_path}:\n{tail}")
         finished = True
     except subprocess.TimeoutExpired:
         finished = False

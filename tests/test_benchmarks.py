@@ -291,3 +291,19 @@ def test_ogm_reference_times_each_modulation_of_its_train_epoch(tmp_path):
     # batches (steps + 1: the first step of each epoch is not timed).
     calls = (tmp_path / "main.py.calls").read_text().split("\n")[:-1]
     assert calls == ["Normal 5", "OGM 5", "OGM_GE 5"] * 3
+
+
+def test_mutation_deselects_tests_that_run_scripts(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    import mutation
+
+    (tmp_path / "test_a.py").write_text(
+        "def helper():\n    run_script('scripts', 'x.py')\n\n"
+        "def test_in_process():\n    assert 1\n\n"
+        "def test_script():\n    result = run_script('scripts', 'train.py')\n")
+    assert mutation.script_tests(["test_a.py"], str(tmp_path)) == [
+        "tests/test_a.py::test_script"]
+    # The repository's own: the multi-label train-script test is one.
+    text = mutation.settings(["ogr"], ["test_multilabel.py"])
+    assert ("pytest_add_cli_args=\n    --deselect\n    tests/test_multilabel.py"
+            "::test_train_script_runs_gblend_on_multi_label_data") in text
