@@ -36,15 +36,30 @@ class FitData:
     validation_split: float = 0.0
 
 
+@keras.saving.register_keras_serializable(package="keras_gblend")
 class _ReducedFunctionLoss(keras.losses.Loss):
-    """Turns a per-sample loss function into a reduced `keras.losses.Loss`."""
+    """Turns a per-sample loss function into a reduced `keras.losses.Loss`
+    that saves and loads with its function (so estimation clones and
+    `.keras` files of a model compiled with `loss="..."` rebuild it)."""
 
-    def __init__(self, fn, name=None):
-        super().__init__(name=name or getattr(fn, "__name__", "loss"))
+    def __init__(self, fn, name=None, **kwargs):
+        super().__init__(name=name or getattr(fn, "__name__", "loss"),
+                         **kwargs)
         self.fn = fn
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config["fn"] = keras.saving.serialize_keras_object(self.fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
+        return cls(**config)
 
 
 def unscale_loss_for_replicas(value):

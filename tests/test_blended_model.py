@@ -217,6 +217,10 @@ def test_construction_errors_name_the_problem():
 
 def test_compile_and_weight_errors():
     model = toy_model()
+    with pytest.raises(RuntimeError,
+                       match="Compile the model before computing losses"):
+        model.per_example_losses(np.zeros(2), {
+            head: np.zeros((2, 3)) for head in ("a", "v", "joint")})
     with pytest.raises(ValueError, match="needs a `loss`"):
         model.compile("sgd")
     with pytest.raises(ValueError, match=r"missing \['joint'\]"):

@@ -147,6 +147,19 @@ def test_the_newest_checkpoint_is_found_by_number_and_without_a_state_file(
     assert kg.ResumableCheckpoint.saved_epoch(str(tmp_path)) == 10
 
 
+def test_a_checkpoint_without_a_number_sorts_oldest(tmp_path):
+    # A state file may list a prefix that is not ckpt-N (written by other
+    # code): it is tried last, after ckpt-0 and ckpt-1.
+    for name in ("ckpt-0", "ckpt-1"):
+        (tmp_path / f"{name}.index").write_text("")
+    with open(tmp_path / "checkpoint", "w") as f:
+        f.write(f'model_checkpoint_path: "{tmp_path}/model"\n'
+                f'all_model_checkpoint_paths: "{tmp_path}/model"\n')
+    assert checkpointing._checkpoint_paths(str(tmp_path)) == [
+        str(tmp_path / "model"), str(tmp_path / "ckpt-0"),
+        str(tmp_path / "ckpt-1")]
+
+
 def test_a_latest_checkpoint_whose_index_is_gone_is_named(tmp_path):
     _three_epochs(tmp_path)
     os.remove(tmp_path / "ckpt-3.index")

@@ -4,7 +4,7 @@ import pytest
 
 import keras_gblend as kg
 from keras_gblend import estimation, input_data
-from conftest import compiled_toy_model, sparse_ce as kg_sparse_ce, toy_data
+from conftest import compiled_toy_model, sparse_ce as kg_sparse_ce, toy_data, toy_model
 
 
 def _split(seed=0):
@@ -67,24 +67,71 @@ def test_informative_modality_gets_more_weight_than_noise():
 def test_estimate_figures_are_ogr_functions_of_its_measured_losses():
     train, holdout = _split()
     model = compiled_toy_model(keras.optimizers.SGD(0.05))
-    for noise_z in (None, 1.0):
+    # min_delta_o 0.3 is above every |ΔO| here: it sets the weights.
+    for noise_z, min_delta_o in ((None, kg.ogr.DEFAULT_MIN_DELTA_O),
+                                 (1.0, 0.3)):
         e = kg.estimate_blend_weights(model, train, holdout, epochs=2,
-                                      noise_z=noise_z)
+                                      noise_z=noise_z,
+                                      min_delta_o=min_delta_o)
         delta_o = (e.holdout_end - e.train_end) - (e.holdout_start - e.train_start)
         np.testing.assert_allclose(e.delta_o, delta_o, rtol=1e-12)
         np.testing.assert_allclose(e.delta_g, e.holdout_start - e.holdout_end,
                                    rtol=1e-12)
         np.testing.assert_allclose(e.ogr, np.abs(delta_o / e.delta_g))
         expected = kg.ogr.updated_blend_weights(
-            e.previous_weights, e.delta_g, e.delta_o, delta_g_se=e.delta_g_se,
-            delta_o_se=e.delta_o_se, noise_z=noise_z or 0.0)
+            e.previous_weights, e.delta_g, e.delta_o, min_delta_o=min_delta_o,
+            delta_g_se=e.delta_g_se, delta_o_se=e.delta_o_se,
+            noise_z=noise_z or 0.0)
         np.testing.assert_allclose(e.weights, expected, rtol=1e-12)
+        np.testing.assert_array_equal(e.generalizing, kg.ogr.generalizing_heads(
+            e.delta_g, e.delta_g_se, noise_z or 0.0))
         # The weights in use were the model's (compiled: 1 each).
         np.testing.assert_allclose(e.previous_weights, [1.0, 1.0, 1.0])
         if noise_z is None:
             assert e.delta_g_se is None
         else:
             assert np.all(e.delta_g_se > 0) and np.all(e.delta_o_se > 0)
+
+
+class _UnregisteredScale(keras.layers.Layer):
+    """A custom layer Keras cannot deserialize without `custom_objects`."""
+
+    def call(self, inputs):
+        return 2.0 * inputs
+
+
+def test_clones_deserialize_custom_layers_through_custom_objects():
+    train, holdout = _split()
+    encoders = {"a": keras.Sequential([keras.Input((6,)), _UnregisteredScale(),
+                                       keras.layers.Dense(4)]),
+                "v": keras.Sequential([keras.Input((4,)),
+                                       keras.layers.Dense(4)])}
+    model = kg.late_fusion_model(encoders, num_classes=3)
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy())
+    with pytest.raises(Exception, match="_UnregisteredScale"):
+        kg.estimate_blend_weights(model, train, holdout, epochs=1,
+                                  noise_z=None)
+    estimate = kg.estimate_blend_weights(
+        model, train, holdout, epochs=1, noise_z=None,
+        custom_objects={"_UnregisteredScale": _UnregisteredScale})
+    assert np.all(np.isfinite(estimate.delta_g))
+
+
+def test_a_model_compiled_with_a_loss_name_clones_saves_and_loads(tmp_path):
+    # Keras turns "sparse_categorical_crossentropy" into a function; the
+    # model wraps it in a Loss that must rebuild in clones and .keras files.
+    train, holdout = _split()
+    model = toy_model()
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    estimate = kg.estimate_blend_weights(model, train, holdout, epochs=1,
+                                         noise_z=None)
+    assert np.all(np.isfinite(estimate.delta_g))
+    model.fit(*train, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.evaluate(*holdout, verbose=0) == pytest.approx(
+        model.evaluate(*holdout, verbose=0), rel=1e-6)
 
 
 def test_per_example_values_average_to_what_evaluate_reports():

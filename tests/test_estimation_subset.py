@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend import experiment, stratified_subset
+from keras_gblend import estimation, experiment, stratified_subset
 from keras_gblend.blended_model import BlendedModel
 from conftest import compiled_toy_model, toy_data
 
@@ -300,3 +300,12 @@ def test_a_fit_builds_and_compiles_one_clone(monkeypatch):
                                  callbacks=[callback])
         assert len(callback.timings) == 3  # three estimates
         assert compiled == expected
+
+
+def test_subset_of_an_unbatched_dataset_batches_it_at_the_given_size():
+    x, y = toy_data(n=100, seed=0)
+    unbatched = tf.data.Dataset.from_tensor_slices((x, y))
+    subset = estimation.train_subset_dataset(unbatched, fraction=0.5,
+                                             batch_size=10)
+    sizes = [int(batch[1].shape[0]) for batch in subset]
+    assert sizes == [10] * 5  # the first half: 5 batches of 10

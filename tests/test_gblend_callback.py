@@ -1,4 +1,5 @@
 import csv
+import warnings
 
 import keras
 import numpy as np
@@ -200,8 +201,21 @@ def test_errors_are_raised_before_any_training_step():
 
     model = compiled_toy_model()
     missing_modality = kg.GBlendCallback(({"a": x_h["a"]}, y_h))
-    with pytest.raises(ValueError, match=r"modality\(ies\) \['v'\]"):
+    with pytest.raises(ValueError,
+                       match=r"The holdout has no input for modality\(ies\) "
+                             r"\['v'\]"):
         _fit(model, train, missing_modality, epochs=1)
+    # A holdout dataset whose inputs are one tensor, not {modality: ...}.
+    one_tensor = tf.data.Dataset.from_tensor_slices(
+        (x_h["a"], y_h)).batch(8)
+    with pytest.raises(ValueError):
+        _fit(model, train, kg.GBlendCallback(one_tensor), epochs=1)
+    x_t, y_t = train
+    bad_train = ({**x_t, "a": np.where(np.arange(len(y_t))[:, None] == 3,
+                                       np.nan, x_t["a"])}, y_t)
+    with pytest.raises(ValueError, match="`train` data"):
+        _fit(model, train, kg.GBlendCallback(holdout, train=bad_train),
+             epochs=1)
     plain = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     plain.compile("sgd", "mse")
     with pytest.raises(TypeError, match="BlendedModel"):
@@ -210,6 +224,22 @@ def test_errors_are_raised_before_any_training_step():
             callbacks=[kg.GBlendCallback(holdout)],
         )
     assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_online_run_too_short_to_estimate_warns_in_process():
+    train, holdout = _split()
+    model = compiled_toy_model()
+    callback = kg.GBlendCallback(holdout, mode="online", warmup_epochs=3,
+                                 verbose=0)
+    with pytest.warns(UserWarning, match="will never estimate"):
+        _fit(model, train, callback, epochs=2)
+    assert callback.last_estimate is None
+    # Offline estimates at the start of any run: no such warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _fit(compiled_toy_model(), train, kg.GBlendCallback(
+            holdout, mode="offline", estimation_epochs=1, noise_z=None,
+            verbose=0), epochs=1)
 
 
 def test_no_generalization_keeps_previous_weights():
@@ -255,10 +285,13 @@ def test_gains_all_within_noise_keep_the_previous_weights():
         {"a": 0.2, "v": 0.3, "joint": 0.5})
 
 
-def test_smoothing_mixes_the_estimate_with_the_weights_in_use():
+# Weights in use as set (normalised by the smoothing: .25, .5, .25), and
+# already summing to exactly 1.
+@pytest.mark.parametrize("in_use", [[1.0, 2.0, 1.0], [0.25, 0.5, 0.25]])
+def test_smoothing_mixes_the_estimate_with_the_weights_in_use(in_use):
     train, holdout = _split()
     model = compiled_toy_model()
-    model.set_blend_weights([1.0, 2.0, 1.0])  # normalised: .25, .5, .25
+    model.set_blend_weights(in_use)
     callback = kg.GBlendCallback(holdout, mode="offline", estimation_epochs=1,
                                  noise_z=None, smoothing=0.25, verbose=0)
     _fit(model, train, callback, epochs=1)

@@ -53,14 +53,26 @@ def test_dataset_shuffled_before_split_is_rejected():
 
 def test_split_errors():
     x, y = _data()
-    with pytest.raises(ValueError, match="fraction"):
-        kg.split_holdout((x, y), fraction=1.5)
+    for fraction in (1.5, 1.0, 0.0):  # nothing left to train on, or to hold out
+        with pytest.raises(ValueError, match="fraction"):
+            kg.split_holdout((x, y), fraction=fraction)
     with pytest.raises(ValueError, match="single class"):
         kg.split_holdout((x, np.zeros_like(y)), fraction=0.2)
-    with pytest.raises(ValueError, match="without labels"):
+    with pytest.raises(ValueError,
+                       match=r"Cannot split data without labels \(`y` is None\)"):
         kg.split_holdout((x, None))
+    with pytest.raises(ValueError, match="The data to split"):
+        kg.split_holdout(({**x, "a": np.full_like(x["a"], np.nan)}, y))
     with pytest.raises(ValueError, match="yields no labels"):
         holdout_lib.validate_holdout(tf.data.Dataset.from_tensor_slices(x))
+
+
+def test_a_large_fraction_still_leaves_each_class_a_training_row():
+    x, y = _data(n_per_class=(3, 3, 40))
+    (_, y_tr), (_, y_ho) = kg.split_holdout((x, y), fraction=0.9, seed=0)
+    # round(0.9 * 3) = 3 rows of a 3-row class, capped at all but one.
+    assert [int(np.sum(y_ho == c)) for c in range(3)] == [2, 2, 36]
+    assert [int(np.sum(y_tr == c)) for c in range(3)] == [1, 1, 4]
 
 
 def test_one_hot_labels_are_stratified():

@@ -58,6 +58,10 @@ def test_shape_errors_name_the_argument():
             values[0], values[1], values[2][:2], values[3][:2])
     with pytest.raises(ValueError, match="num_resamples"):
         measurement_noise.bootstrap_standard_errors(*values, num_resamples=1)
+    # Two resamples, the least a spread is defined for, are enough.
+    g_se, o_se = measurement_noise.bootstrap_standard_errors(
+        *values, num_resamples=2)
+    assert np.all(np.isfinite(g_se)) and np.all(np.isfinite(o_se))
 
 
 def test_analytic_errors_of_one_and_two_examples():

@@ -129,6 +129,10 @@ def test_non_finite_input_raises_naming_the_head(bad):
         )
     with pytest.raises(ValueError, match="delta_o"):
         ogr.blend_weights([0.1, 0.1], [bad, 0.1])
+    with pytest.raises(ValueError, match=r"`delta_o` .*\['video'\]"):
+        ogr.blend_weights(
+            [0.1, 0.1, 0.2], [0.1, bad, 0.1], head_names=["audio", "video", "joint"]
+        )
 
 
 def test_no_head_generalizes_raises():
