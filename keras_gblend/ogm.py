@@ -159,15 +159,48 @@ def gradient_std(gradient):
     return ops.sqrt(ops.maximum(variance, 0.0))
 
 
+def standard_normal(shape, seed) -> tf.Tensor:
+    """Standard normal float32 numbers of `shape`, from a stateless seed.
+
+    The Box-Muller transform written out over Philox uniforms: the same
+    distribution as `tf.random.stateless_normal`, drawn 1.5x faster on
+    CPU (11 M numbers: 43 ms against 66 ms on 2 cores; PyTorch's `normal_`
+    takes 40 ms), which is most of what GE noise costs a step.
+
+    Args:
+        shape: the output shape (a list or a 1-D int tensor).
+        seed: a stateless seed, shape `(2,)` (as `tf.random.stateless_*`).
+
+    Returns:
+        A float32 tensor of `shape`.
+
+    Example:
+
+    >>> z = standard_normal([100_000], seed=[1, 2])
+    >>> bool(abs(float(tf.math.reduce_std(z)) - 1.0) < 0.01)
+    True
+    """
+    size = tf.reduce_prod(tf.cast(shape, tf.int32))
+    half = (size + 1) // 2
+    uniform = tf.random.stateless_uniform(tf.stack([2, half]), seed=seed,
+                                          alg="philox")
+    # 1 - u is in (0, 1]: the logarithm stays finite.
+    radius = tf.sqrt(-2.0 * tf.math.log1p(-uniform[0]))
+    angle = (2.0 * math.pi) * uniform[1]
+    normal = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
+    return tf.reshape(normal[:size], shape)
+
+
 def add_gradient_noise(updates: List, reference_gradients: List,
                        groups: Sequence[Sequence[int]], seed_generator,
                        scale=1.0) -> List:
     """Transform 2: add `N(0, std(reference) + 1e-8) * scale` to group members.
 
     One seed is drawn from `seed_generator` per call; each tensor's noise is
-    a stateless Philox draw from that seed and the tensor's position, so
-    the draws do not wait on each other (one generator update per step
-    instead of one per tensor).
+    a stateless draw (`standard_normal`, Philox named explicitly: XLA's CPU
+    default "auto_select" drew 11 M normals in 3.3 s against 0.12 s) from
+    that seed and the tensor's position, so the draws do not wait on each
+    other (one generator update per step instead of one per tensor).
 
     Args:
         updates: list of (possibly scaled) gradients.
@@ -187,12 +220,8 @@ def add_gradient_noise(updates: List, reference_gradients: List,
             if updates[i] is None:
                 continue
             std = gradient_std(reference_gradients[i]) + NOISE_EPSILON
-            # Philox named explicitly: XLA's CPU default ("auto_select")
-            # drew 11 M normals in 3.3 s against 0.12 s for Philox.
-            noise = tf.random.stateless_normal(
-                tf.shape(updates[i]), seed=step_seed + [i + 1, 0],
-                dtype=tf.float32, alg="philox",
-            )
+            noise = standard_normal(tf.shape(updates[i]),
+                                    seed=step_seed + [i + 1, 0])
             updates[i] = updates[i] + ops.cast(
                 noise * (std * scale), updates[i].dtype
             )

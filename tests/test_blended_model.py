@@ -217,6 +217,10 @@ def test_construction_errors_name_the_problem():
 
 def test_compile_and_weight_errors():
     model = toy_model()
+    predictions = {head: np.zeros((2, 3)) for head in ("a", "v", "joint")}
+    with pytest.raises(RuntimeError,
+                       match="Compile the model before computing losses"):
+        model.compute_head_losses(np.zeros(2), predictions)
     with pytest.raises(RuntimeError,
                        match="Compile the model before computing losses"):
         model.per_example_losses(np.zeros(2), {
@@ -299,6 +303,31 @@ def test_get_config_round_trips():
     clone = kg.BlendedModel.from_config(copy.deepcopy(config))
     assert clone.get_config() == config
     assert clone.joint_output == "joint" and clone.head_names == model.head_names
+    # A joint head under another name keeps it.
+    a, v, fa, fv, joint = _two_modality_graph()
+    fused = kg.as_blended_model(
+        keras.Model({"a": a, "v": v},
+                    [keras.layers.Dense(2, name="a_logits")(fa),
+                     keras.layers.Dense(2, name="v_logits")(fv), joint]),
+        joint_output="fused",
+        output_modalities={"a_logits": "a", "v_logits": "v"})
+    clone = kg.BlendedModel.from_config(copy.deepcopy(fused.get_config()))
+    assert clone.joint_output == "fused"
+    assert clone.head_names == ("a", "v", "fused")
+
+
+def test_train_step_runs_layers_in_training_mode(data):
+    # Batch normalization updates its moving statistics only in training.
+    x, y = data
+    batch_norm = keras.layers.BatchNormalization()
+    encoders = {
+        "a": keras.Sequential([keras.Input((x["a"].shape[1],)), batch_norm]),
+        "v": keras.Sequential([keras.Input((x["v"].shape[1],)),
+                               keras.layers.Dense(4)])}
+    model = kg.late_fusion_model(encoders, num_classes=NUM_CLASSES)
+    model.compile("sgd", sparse_ce())
+    model.fit(x, y, epochs=1, batch_size=len(y), verbose=0)
+    assert np.all(np.abs(batch_norm.moving_mean.numpy()) > 0)
 
 
 def test_regularization_losses_are_added_unweighted(data):

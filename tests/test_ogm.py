@@ -367,3 +367,21 @@ def test_params_option_selects_exactly_its_variables():
     mlp = toy_model()  # Dense encoders: no 4-D variable
     with pytest.raises(ValueError, match="params='conv'"):
         ogm.modulated_variable_groups(mlp, kg.OGMGE(params="conv"))
+
+
+def test_standard_normal_is_gaussian_seeded_and_shaped():
+    z = ogm.standard_normal([3, 100_001], seed=[4, 7]).numpy()  # odd size
+    assert z.shape == (3, 100_001) and np.all(np.isfinite(z))
+    z = z.ravel()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
+    assert abs(((z - z.mean()) ** 4).mean() / z.var() ** 2 - 3.0) < 0.05
+    # Two-sided 5 % and 0.27 % tails, as a Gaussian's.
+    assert abs(np.mean(np.abs(z) > 1.96) - 0.05) < 0.003
+    assert abs(np.mean(np.abs(z) > 3.0) - 0.0027) < 0.0006
+    # No correlation between the halves Box-Muller pairs up.
+    pairs = ogm.standard_normal([200_000], seed=[1, 1]).numpy()
+    assert abs(np.corrcoef(pairs[:100_000], pairs[100_000:])[0, 1]) < 0.02
+    again = ogm.standard_normal([5], seed=[4, 7]).numpy()
+    np.testing.assert_array_equal(again,
+                                  ogm.standard_normal([5], seed=[4, 7]).numpy())
+    assert not np.allclose(again, ogm.standard_normal([5], seed=[4, 8]).numpy())
