@@ -92,6 +92,11 @@ def define_flags():
                          "all. The report then gives each kill rate with "
                          "its 95% interval.", lower_bound=0)
     flags.DEFINE_integer("sample_seed", 0, "Seed of the --sample draw.")
+    flags.DEFINE_bool("recheck_survivors", False,
+                      "Run only the work folder's surviving mutants again "
+                      "(e.g. after writing tests for them); with --sample, "
+                      "the folder's sample is reported as such, no new "
+                      "mutant is drawn.")
     flags.DEFINE_bool("report_only", False,
                       "Run no mutant: write the report from the work "
                       "folder's results (e.g. after adding equivalents).")
@@ -251,7 +256,15 @@ def run_mutmut(work, env):
     start = time.perf_counter()
     command = ["mutmut", "run", "--max-children", str(FLAGS.children)]
     try:
-        if FLAGS.sample:
+        if FLAGS.recheck_survivors:
+            survivors = [name for name, status in
+                         mutant_statuses(work, env).items()
+                         if status == "survived"]
+            if not survivors:
+                raise app.UsageError(f"--recheck_survivors: {work} has no "
+                                     "surviving mutants.")
+            command += survivors
+        elif FLAGS.sample:
             # Generate the mutants and the test map without checking any
             # (a pattern that matches no mutant), then draw the sample.
             subprocess.run(command + ["keras_gblend.no_such_module.*"],
@@ -320,6 +333,7 @@ def write_report(work, env, equivalents, minutes, finished):
                 f" --test_files={','.join(FLAGS.test_files)}")
              + (f" --sample={FLAGS.sample} --sample_seed={FLAGS.sample_seed}"
                 if FLAGS.sample else "")
+             + (" --recheck_survivors" if FLAGS.recheck_survivors else "")
              + ("`: results as left in the work folder by earlier runs"
                 if minutes is None else
                 f"`: {minutes:.0f} min on {os.cpu_count()} cores, "

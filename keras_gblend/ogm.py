@@ -193,7 +193,7 @@ def standard_normal(shape, seed) -> tf.Tensor:
 
 def add_gradient_noise(updates: List, reference_gradients: List,
                        groups: Sequence[Sequence[int]], seed_generator,
-                       scale=1.0) -> List:
+                       scale=1.0, box_muller: bool = True) -> List:
     """Transform 2: add `N(0, std(reference) + 1e-8) * scale` to group members.
 
     One seed is drawn from `seed_generator` per call; each tensor's noise is
@@ -209,6 +209,9 @@ def add_gradient_noise(updates: List, reference_gradients: List,
         groups: per modality, indices into `updates`.
         seed_generator: a `keras.random.SeedGenerator` (new noise each call).
         scale: multiplier of the noise (0 switches it off in-graph).
+        box_muller: draw with `standard_normal` (faster in graph mode);
+            False: `tf.random.stateless_normal` (faster under XLA on CPU:
+            1.22x a plain ResNet-18 step against 1.40x).
 
     Returns:
         A new list.
@@ -220,8 +223,10 @@ def add_gradient_noise(updates: List, reference_gradients: List,
             if updates[i] is None:
                 continue
             std = gradient_std(reference_gradients[i]) + NOISE_EPSILON
-            noise = standard_normal(tf.shape(updates[i]),
-                                    seed=step_seed + [i + 1, 0])
+            seed = step_seed + [i + 1, 0]
+            noise = (standard_normal(tf.shape(updates[i]), seed)
+                     if box_muller else tf.random.stateless_normal(
+                         tf.shape(updates[i]), seed, alg="philox"))
             updates[i] = updates[i] + ops.cast(
                 noise * (std * scale), updates[i].dtype
             )
@@ -538,7 +543,7 @@ class GradientModulator:
         noise_scale = ops.cast(active, "float32") * is_first_replica()
         return add_gradient_noise(
             updates, reference, groups, model.modulation_seed_generator,
-            scale=noise_scale,
+            scale=noise_scale, box_muller=not model.jit_compile,
         )
 
 

@@ -175,7 +175,9 @@ def test_generalization_noise_has_the_gradient_std():
     assert not np.allclose(second, ge_step[path])
 
 
-def test_noise_std_is_that_of_the_unmodulated_gradient():
+# Graph mode draws the noise by Box-Muller, XLA by stateless_normal.
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_noise_std_is_that_of_the_unmodulated_gradient(jit_compile):
     # A step whose coefficient is far from 1: the GE noise must have the std
     # of the gradient before scaling (the reference's order), not after.
     x, y = toy_data(n=64)
@@ -191,7 +193,8 @@ def test_noise_std_is_that_of_the_unmodulated_gradient():
     ogm_only = twin(kg.OGMGE(alpha=1.5, noise=False))
     ogm_ge = twin(kg.OGMGE(alpha=1.5, noise=True, seed=7))
     for model in (plain, ogm_only, ogm_ge):
-        model.compile(keras.optimizers.SGD(1.0), sparse_ce())
+        model.compile(keras.optimizers.SGD(1.0), sparse_ce(),
+                      jit_compile=jit_compile)
     scores = ogm.modality_scores(plain(x)["modality_logits"], y)
     coefficients = ogm.modulation_coefficients(scores, 1.5).numpy()
     dominant = int(np.argmin(coefficients))
