@@ -181,7 +181,7 @@ def test_logs_reach_csv_logger_and_tensorboard(tmp_path):
 def test_errors_are_raised_before_any_training_step():
     train, holdout = _split()
     x_h, y_h = holdout
-    with pytest.raises(ValueError, match="The holdout is empty"):
+    with pytest.raises(ValueError, match="^The holdout is empty"):
         kg.GBlendCallback(({k: v[:0] for k, v in x_h.items()}, y_h[:0]))
     with pytest.raises(ValueError, match="single class"):
         kg.GBlendCallback((x_h, np.ones_like(y_h)))

@@ -59,9 +59,9 @@ def test_split_errors():
     with pytest.raises(ValueError, match="single class"):
         kg.split_holdout((x, np.zeros_like(y)), fraction=0.2)
     with pytest.raises(ValueError,
-                       match=r"Cannot split data without labels \(`y` is None\)"):
+                       match=r"^Cannot split data without labels \(`y` is None\)"):
         kg.split_holdout((x, None))
-    with pytest.raises(ValueError, match="The data to split"):
+    with pytest.raises(ValueError, match="^The data to split"):
         kg.split_holdout(({**x, "a": np.full_like(x["a"], np.nan)}, y))
     with pytest.raises(ValueError, match="yields no labels"):
         holdout_lib.validate_holdout(tf.data.Dataset.from_tensor_slices(x))
