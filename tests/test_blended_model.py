@@ -223,8 +223,7 @@ def test_compile_and_weight_errors():
         model.compute_head_losses(np.zeros(2), predictions)
     with pytest.raises(RuntimeError,
                        match="Compile the model before computing losses"):
-        model.per_example_losses(np.zeros(2), {
-            head: np.zeros((2, 3)) for head in ("a", "v", "joint")})
+        model.per_example_losses(np.zeros(2), predictions)
     with pytest.raises(ValueError, match="needs a `loss`"):
         model.compile("sgd")
     with pytest.raises(ValueError, match=r"missing \['joint'\]"):
