@@ -191,16 +191,25 @@ def standard_normal(shape, seed) -> tf.Tensor:
     return tf.reshape(normal[:size], shape)
 
 
+def noise_seed(step_seed, index: int):
+    """The stateless seed of the GE noise of trainable variable `index` in
+    a step whose seed is `step_seed` (one seed per tensor, so that the
+    draws do not wait on each other)."""
+    return step_seed + [index + 1, 0]
+
+
 def add_gradient_noise(updates: List, reference_gradients: List,
                        groups: Sequence[Sequence[int]], seed_generator,
-                       scale=1.0, box_muller: bool = True) -> List:
+                       scale=1.0, box_muller: bool = True,
+                       draws: Optional[Dict[int, tf.Tensor]] = None) -> List:
     """Transform 2: add `N(0, std(reference) + 1e-8) * scale` to group members.
 
     One seed is drawn from `seed_generator` per call; each tensor's noise is
     a stateless draw (`standard_normal`, Philox named explicitly: XLA's CPU
     default "auto_select" drew 11 M normals in 3.3 s against 0.12 s) from
-    that seed and the tensor's position, so the draws do not wait on each
-    other (one generator update per step instead of one per tensor).
+    that seed and the tensor's position (`noise_seed`), so the draws do not
+    wait on each other (one generator update per step instead of one per
+    tensor).
 
     Args:
         updates: list of (possibly scaled) gradients.
@@ -209,24 +218,32 @@ def add_gradient_noise(updates: List, reference_gradients: List,
         groups: per modality, indices into `updates`.
         seed_generator: a `keras.random.SeedGenerator` (new noise each call).
         scale: multiplier of the noise (0 switches it off in-graph).
-        box_muller: draw with `standard_normal` (faster in graph mode);
-            False: `tf.random.stateless_normal` (faster under XLA on CPU:
-            1.22x a plain ResNet-18 step against 1.40x).
+        box_muller: draw with `standard_normal`; False:
+            `tf.random.stateless_normal`.
+        draws: standard normal draws already made, by index into `updates`
+            (`GradientModulator.draw_noise`): used instead of drawing, and
+            `seed_generator` is left alone.
 
     Returns:
         A new list.
     """
     updates = list(updates)
-    step_seed = tf.cast(seed_generator.next(), tf.int64)
+    if draws is None:
+        step_seed = tf.cast(seed_generator.next(), tf.int64)
     for indices in groups:
         for i in indices:
             if updates[i] is None:
                 continue
             std = gradient_std(reference_gradients[i]) + NOISE_EPSILON
-            seed = step_seed + [i + 1, 0]
-            noise = (standard_normal(tf.shape(updates[i]), seed)
-                     if box_muller else tf.random.stateless_normal(
-                         tf.shape(updates[i]), seed, alg="philox"))
+            if draws is not None:
+                noise = draws[i]
+            elif box_muller:
+                noise = standard_normal(tf.shape(updates[i]),
+                                        noise_seed(step_seed, i))
+            else:
+                noise = tf.random.stateless_normal(
+                    tf.shape(updates[i]), noise_seed(step_seed, i),
+                    alg="philox")
             updates[i] = updates[i] + ops.cast(
                 noise * (std * scale), updates[i].dtype
             )
@@ -476,7 +493,32 @@ class GradientModulator:
             return y_pred[model.modality_logits_output]
         return ops.stack([y_pred[m] for m in model.modalities], axis=1)
 
-    def modulate(self, gradients: List, variables: List, labels, y_pred) -> List:
+    def draw_noise(self, variables: List) -> Dict[int, tf.Tensor]:
+        """The standard normal draws of one step's GE noise, made ahead of
+        the step: the same numbers `modulate` would draw (same seeds), by
+        index into `variables`, for every modulated variable.
+
+        `BlendedModel` draws them outside an XLA-compiled step: XLA's CPU
+        normal sampler cost 0.27 of a ResNet-18 step, the graph-mode
+        Box-Muller draw 0.05 (`benchmarks/results/speed.md`).
+
+        Args:
+            variables: the trainable variables, in the step's order.
+
+        Returns:
+            `{index: draw}`, each draw shaped as its variable.
+        """
+        step_seed = tf.cast(self.model.modulation_seed_generator.next(), tf.int64)
+        position = {id(v): i for i, v in enumerate(variables)}
+        return {
+            position[j]: standard_normal(
+                list(variables[position[j]].shape),
+                noise_seed(step_seed, position[j]))
+            for group in self.variable_ids for j in group if j in position
+        }
+
+    def modulate(self, gradients: List, variables: List, labels, y_pred,
+                 noise_draws: Optional[Dict[int, tf.Tensor]] = None) -> List:
         """Applies OGM-GE to the encoder gradients of one step.
 
         Under a tf.distribute strategy the scores are summed over replicas
@@ -492,6 +534,8 @@ class GradientModulator:
             variables: the trainable variables being updated.
             labels: the joint head's labels of the batch.
             y_pred: the model's outputs by name.
+            noise_draws: the step's noise drawn ahead (`draw_noise`);
+                `None`: drawn here.
 
         Returns:
             The new list of gradients.
@@ -544,6 +588,7 @@ class GradientModulator:
         return add_gradient_noise(
             updates, reference, groups, model.modulation_seed_generator,
             scale=noise_scale, box_muller=not model.jit_compile,
+            draws=noise_draws,
         )
 
 

@@ -215,6 +215,34 @@ def test_noise_std_is_that_of_the_unmodulated_gradient(jit_compile):
     assert abs(np.std(noise) - modulated) > 0.5 * unmodulated
 
 
+def test_xla_step_draws_the_graph_mode_noise_outside_xla():
+    # Under jit_compile the noise is drawn in graph mode and handed to the
+    # compiled step: the same numbers as a graph-mode step, so the updates
+    # agree (a stateless_normal draw inside XLA would differ entirely).
+    x, y = toy_data(n=64)
+    plain = toy_model(seed=1, hidden=64)
+    steps = {}
+    for jit_compile in (False, True):
+        model = kg.BlendedModel.from_config({
+            **plain.get_config(),
+            "modulation": keras.saving.serialize_keras_object(
+                kg.OGMGE(alpha=0.5, seed=3))})
+        model.set_weights(plain.get_weights())
+        model.compile(keras.optimizers.SGD(1.0), sparse_ce(),
+                      jit_compile=jit_compile)
+        steps[jit_compile] = [_one_step(model, x, y, _paths(plain))
+                              for _ in range(2)]
+        assert (model._xla_step is not None) == jit_compile
+    path = [p for p in steps[False][0] if p.startswith("enc_a/")
+            and p.endswith("kernel")][0]
+    for graph_step, xla_step in zip(steps[False], steps[True]):
+        for name in graph_step:
+            np.testing.assert_allclose(xla_step[name], graph_step[name],
+                                       rtol=1e-4, atol=1e-6)
+    # The noise is there and fresh at each step.
+    assert not np.allclose(steps[True][0][path], steps[True][1][path], atol=1e-3)
+
+
 def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace():
     x, y = toy_data(n=96)
     model = toy_model(seed=0)
