@@ -498,9 +498,9 @@ class GradientModulator:
         the step: the same numbers `modulate` would draw (same seeds), by
         index into `variables`, for every modulated variable.
 
-        `BlendedModel` draws them outside an XLA-compiled step: XLA's CPU
-        normal sampler cost 0.27 of a ResNet-18 step, the graph-mode
-        Box-Muller draw 0.05 (`benchmarks/results/speed.md`).
+        `BlendedModel` draws them outside an XLA-compiled step: GE noise
+        drawn inside XLA made an XLA ResNet-18 step 1.27x its plain step,
+        drawn this way 1.10x (`benchmarks/results/speed_resnet18_reference.md`).
 
         Args:
             variables: the trainable variables, in the step's order.
