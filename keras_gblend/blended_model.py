@@ -732,8 +732,9 @@ class BlendedModel(keras.Model):
         Drawn inside XLA (its CPU normal sampler), GE noise made an XLA
         ResNet-18 step 1.27x its plain step; drawn in graph mode
         (`ogm.standard_normal`) and handed to the compiled step, 1.10x.
-        The numbers are those a graph-mode step draws. With several replicas the whole step
-        stays compiled (its noise then comes from `stateless_normal`).
+        The numbers are those a graph-mode step draws. With several
+        replicas the whole step stays compiled (its noise then comes from
+        `stateless_normal`).
         """
         if self.train_function is not None and not force:
             return self.train_function

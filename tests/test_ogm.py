@@ -175,7 +175,7 @@ def test_generalization_noise_has_the_gradient_std():
     assert not np.allclose(second, ge_step[path])
 
 
-# Graph mode draws the noise by Box-Muller, XLA by stateless_normal.
+# Both draw the noise by Box-Muller, XLA outside the compiled step.
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_noise_std_is_that_of_the_unmodulated_gradient(jit_compile):
     # A step whose coefficient is far from 1: the GE noise must have the std
@@ -239,8 +239,39 @@ def test_xla_step_draws_the_graph_mode_noise_outside_xla():
         for name in graph_step:
             np.testing.assert_allclose(xla_step[name], graph_step[name],
                                        rtol=1e-4, atol=1e-6)
-    # The noise is there and fresh at each step.
-    assert not np.allclose(steps[True][0][path], steps[True][1][path], atol=1e-3)
+    # The XLA step does add noise: without it the update differs.
+    quiet = kg.BlendedModel.from_config({
+        **plain.get_config(),
+        "modulation": keras.saving.serialize_keras_object(
+            kg.OGMGE(alpha=0.5, noise=False))})
+    quiet.set_weights(plain.get_weights())
+    quiet.compile(keras.optimizers.SGD(1.0), sparse_ce(), jit_compile=True)
+    noise = steps[True][0][path] - _one_step(quiet, x, y, _paths(plain))[path]
+    assert np.std(noise) > 1e-4
+
+
+@pytest.mark.parametrize("box_muller", [False, True])
+def test_add_gradient_noise_draws_or_takes_its_normals(box_muller):
+    rng = np.random.default_rng(0)
+    reference = [rng.normal(scale=3.0, size=(200, 300)).astype("float32")]
+    updates = [0.5 * reference[0]]
+    generator = keras.random.SeedGenerator(5)
+    noisy = ogm.add_gradient_noise(updates, reference, [[0]], generator,
+                                   scale=2.0, box_muller=box_muller)[0]
+    noise = noisy.numpy() - updates[0]
+    assert np.std(noise) == pytest.approx(2.0 * np.std(reference[0], ddof=1),
+                                          rel=0.01)
+    # Normals drawn ahead are used as given, scaled by std(reference), and
+    # the generator is left alone.
+    state = generator.state.numpy().copy()
+    draws = {0: rng.normal(size=(200, 300)).astype("float32")}
+    given = ogm.add_gradient_noise(updates, reference, [[0]], generator,
+                                   scale=2.0, draws=draws)[0]
+    np.testing.assert_allclose(
+        given.numpy() - updates[0],
+        draws[0] * 2.0 * (np.std(reference[0], ddof=1) + ogm.NOISE_EPSILON),
+        rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(generator.state.numpy(), state)
 
 
 def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace():
