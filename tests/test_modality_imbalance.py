@@ -152,3 +152,89 @@ def test_monitor_trains_each_modality_as_long_as_the_model_by_default(
     # check_epoch epochs, the fit's batch size, half the data.
     assert asked == [(3, 16, 0.5)]
     assert monitor.diagnosis.epoch == 3
+
+
+def test_diagnosis_threshold_is_strict_and_figures_are_listed():
+    # Two classes: informativeness 0.75 -> 0.5 and 1.0 -> 1.0 exactly, so
+    # 0.5 is at the threshold (0.5 x 1.0), which is not below it.
+    found = modality_imbalance.diagnose({"a": 0.75, "b": 1.0},
+                                        {"a": 1.0, "b": 0.5}, 2)
+    assert found.informativeness == {"a": 0.5, "b": 1.0}
+    assert found.warning is None and found.epoch == 0
+    warned = modality_imbalance.diagnose(
+        {"audio": 0.88, "visual": 0.3}, {"audio": 0.5, "visual": 1.0}, 10)
+    assert "(holdout accuracy alone: audio 0.880, visual 0.300; chance " \
+        "0.100)" in warned.warning
+
+
+def test_monitor_defaults_and_argument_names():
+    x, y = toy_data()
+    monitor = kg.ModalityImbalanceMonitor((x, y))
+    assert (monitor.check_epoch, monitor.epochs, monitor.fraction,
+            monitor.seed) == (1, None, 0.5, 0)
+    assert kg.ModalityImbalanceMonitor((x, y), epochs=1).epochs == 1
+    with pytest.raises(ValueError, match="^`check_epoch` must be"):
+        kg.ModalityImbalanceMonitor((x, y), check_epoch=0)
+    with pytest.raises(ValueError, match="^`fraction` must be in"):
+        kg.ModalityImbalanceMonitor((x, y), fraction=2.0)
+    # Not a BlendedModel at all: the same clear error.
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    plain.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="OGMGE"):
+        plain.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0,
+                  callbacks=[kg.ModalityImbalanceMonitor((x, y))])
+
+
+def test_monitor_hands_its_settings_to_the_estimator(monkeypatch):
+    from keras_gblend import estimation
+
+    made = []
+    real_init = estimation.BlendEstimator.__init__
+
+    def spy(self, model, train, holdout, **kwargs):
+        made.append((train, kwargs))
+        real_init(self, model, train, holdout, **kwargs)
+
+    monkeypatch.setattr(estimation.BlendEstimator, "__init__", spy)
+    thresholds = []
+    real_diagnose = modality_imbalance.diagnose
+
+    def diagnose_spy(*args, **kwargs):
+        thresholds.append(args[3])
+        return real_diagnose(*args, **kwargs)
+
+    monkeypatch.setattr(modality_imbalance, "diagnose", diagnose_spy)
+    x, y = toy_data(n=96)
+    own_train = ({m: v[:48] for m, v in x.items()}, y[:48])
+    model = toy_model(seed=0, modulation=kg.OGMGE(alpha=0.5, seed=0))
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce(),
+                  loss_weights=[0.0, 0.0, 1.0])
+    monitor = kg.ModalityImbalanceMonitor((x, y), train=own_train,
+                                          check_epoch=2, seed=5,
+                                          threshold=0.3)
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0,
+                        callbacks=[monitor])
+    (train, kwargs), = made
+    assert train is own_train
+    assert kwargs["seed"] == 5 and kwargs["keep_clones"] is False
+    assert kwargs["metric"] == "accuracy"
+    assert thresholds == [0.3]
+    # The ratio trend holds the logged epoch means, as numbers.
+    assert monitor.diagnosis.ratio_trend["a"] == pytest.approx(
+        history.history["ogm/ratio/a"])
+    # Keras may call on_epoch_end without logs.
+    monitor.on_epoch_end(7)
+
+
+def test_monitor_names_itself_when_the_fit_data_cannot_be_cloned():
+    x, y = toy_data(n=64)
+    model = toy_model(seed=0, modulation=kg.OGMGE(alpha=0.5, seed=0))
+    model.compile(keras.optimizers.SGD(0.1), sparse_ce())
+
+    def batches():
+        while True:
+            yield x, y
+
+    with pytest.raises(ValueError, match="^ModalityImbalanceMonitor "):
+        model.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0,
+                  callbacks=[kg.ModalityImbalanceMonitor((x, y))])

@@ -201,3 +201,59 @@ def test_train_script_runs_gblend_on_multi_label_data(tmp_path):
             metrics["test_accuracy"][head], abs=1e-4)
         assert report[head]["mauc"] == pytest.approx(
             metrics["test_mauc"][head], abs=1e-4)
+
+
+def test_multi_label_metrics_average_each_label_not_the_pooled_scores():
+    # Label 0 is ranked perfectly but its scores sit above label 1's
+    # negatives; label 1 is ranked perfectly too. Per label (macro, the
+    # paper's mAUC/mAP) both are 1; pooled over labels (micro) label 1's
+    # positives fall below label 0's negatives.
+    truth = np.array([[1, 0], [0, 1], [1, 0], [0, 1], [0, 0], [0, 0]],
+                     "float32")
+    logits = np.array([[4, -3], [3, -2], [4, -3], [3, -2], [3, -3],
+                       [3, -3]], "float32")
+    for metric in multilabel.multi_label_metrics():
+        metric.update_state(truth, logits)
+        assert float(metric.result()) == pytest.approx(1.0, abs=0.02), \
+            metric.name
+
+
+def test_subsample_and_balance_defaults_and_empty_selection():
+    labels = np.eye(3, dtype=int)[[0] * 60 + [1] * 30 + [2] * 12]
+    default, _ = multilabel.subsample_and_balance(labels, 1, 10)
+    seeded, _ = multilabel.subsample_and_balance(labels, 1, 10, seed=0)
+    np.testing.assert_array_equal(default, seeded)
+    other, _ = multilabel.subsample_and_balance(labels, 1, 10, seed=1)
+    assert not np.array_equal(default, other)
+    # Every label below M: nothing is selected, still integer row indices.
+    rows, kept = multilabel.subsample_and_balance(labels, 100, 10)
+    assert rows.size == 0 and kept.size == 0
+    assert rows.dtype == np.int64
+    with pytest.raises(ValueError,
+                       match=r"^`labels` must be multi-hot \(examples, "
+                             r"classes\) of 0 and 1\.$"):
+        multilabel.subsample_and_balance(np.array([[0, 2]]), 1, 5)
+
+
+def test_average_precision_edge_cases():
+    # No positive: undefined, NaN (mAP skips it).
+    assert np.isnan(multilabel.average_precision(np.zeros(3), [0.1, 0.5, 0.2]))
+    # Column vectors read as one label.
+    assert multilabel.average_precision(
+        np.array([[1], [0], [1]]), np.array([[0.9], [0.8], [0.1]])
+    ) == pytest.approx(5 / 6)
+    # Hard yes/no predictions given as booleans rank as 1/0: the positives
+    # rank first and third (precision 1/1 and 2/3).
+    assert multilabel.average_precision(
+        np.array([1, 0, 0, 1]), np.array([True, False, True, True])
+    ) == pytest.approx((1 + 2 / 3) / 2)
+    # Ties are broken by position, the documented order: checked against
+    # an explicit stable sort on a set with many ties.
+    rng = np.random.default_rng(0)
+    scores = (rng.random(300) < 0.5).astype(float)
+    truth = (rng.random(300) < 0.3).astype(int)
+    order = sorted(range(300), key=lambda i: -scores[i])
+    hits = truth[order].astype(bool)
+    expected = (np.cumsum(hits) / np.arange(1, 301))[hits].mean()
+    assert multilabel.average_precision(truth, scores) == pytest.approx(
+        expected, rel=1e-12)
