@@ -204,10 +204,9 @@ def test_train_script_runs_gblend_on_multi_label_data(tmp_path):
 
 
 def test_multi_label_metrics_average_each_label_not_the_pooled_scores():
-    # Label 0 is ranked perfectly but its scores sit above label 1's
-    # negatives; label 1 is ranked perfectly too. Per label (macro, the
+    # Each label is ranked perfectly on its own, so per label (macro, the
     # paper's mAUC/mAP) both are 1; pooled over labels (micro) label 1's
-    # positives fall below label 0's negatives.
+    # positives (-2) fall below label 0's negatives (3): ROC AUC 0.75.
     truth = np.array([[1, 0], [0, 1], [1, 0], [0, 1], [0, 0], [0, 0]],
                      "float32")
     logits = np.array([[4, -3], [3, -2], [4, -3], [3, -2], [3, -3],
