@@ -745,11 +745,11 @@ class BlendedModel(keras.Model):
             return super().make_train_function(force)
         self._xla_step = tf.function(
             self._train_step, jit_compile=True, reduce_retracing=True)
-        self._jit_compile = False
+        jit_compile, self._jit_compile = self._jit_compile, False
         try:
             return super().make_train_function(force)
         finally:
-            self._jit_compile = True
+            self._jit_compile = jit_compile
 
     def train_step(self, data):
         """Keras's train step, with OGM-GE between gradients and update."""

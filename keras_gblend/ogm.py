@@ -191,11 +191,33 @@ def standard_normal(shape, seed) -> tf.Tensor:
     return tf.reshape(normal[:size], shape)
 
 
-def noise_seed(step_seed, index: int):
-    """The stateless seed of the GE noise of trainable variable `index` in
-    a step whose seed is `step_seed` (one seed per tensor, so that the
-    draws do not wait on each other)."""
-    return step_seed + [index + 1, 0]
+def draw_standard_normals(shapes: Dict[int, Any], seed_generator,
+                          box_muller: bool = True) -> Dict[int, tf.Tensor]:
+    """One step's standard normal draws, one per tensor.
+
+    One seed is drawn from `seed_generator`; each tensor's numbers are a
+    stateless draw from it and the tensor's index (Philox named
+    explicitly: XLA's CPU default "auto_select" drew 11 M normals in 3.3 s
+    against 0.12 s), so the draws do not wait on each other (one generator
+    update per step instead of one per tensor).
+
+    Args:
+        shapes: `{index: shape}` of the tensors to draw for.
+        seed_generator: a `keras.random.SeedGenerator` (new numbers each
+            call).
+        box_muller: draw with `standard_normal`; False:
+            `tf.random.stateless_normal`.
+
+    Returns:
+        `{index: draw}`, float32.
+    """
+    step_seed = tf.cast(seed_generator.next(), tf.int64)
+    draws = {}
+    for i, shape in shapes.items():
+        seed = step_seed + [i + 1, 0]
+        draws[i] = (standard_normal(shape, seed) if box_muller else
+                    tf.random.stateless_normal(shape, seed, alg="philox"))
+    return draws
 
 
 def add_gradient_noise(updates: List, reference_gradients: List,
@@ -204,19 +226,13 @@ def add_gradient_noise(updates: List, reference_gradients: List,
                        draws: Optional[Dict[int, tf.Tensor]] = None) -> List:
     """Transform 2: add `N(0, std(reference) + 1e-8) * scale` to group members.
 
-    One seed is drawn from `seed_generator` per call; each tensor's noise is
-    a stateless draw (`standard_normal`, Philox named explicitly: XLA's CPU
-    default "auto_select" drew 11 M normals in 3.3 s against 0.12 s) from
-    that seed and the tensor's position (`noise_seed`), so the draws do not
-    wait on each other (one generator update per step instead of one per
-    tensor).
-
     Args:
         updates: list of (possibly scaled) gradients.
         reference_gradients: the unmodulated gradients whose std sets the
             noise level.
         groups: per modality, indices into `updates`.
-        seed_generator: a `keras.random.SeedGenerator` (new noise each call).
+        seed_generator: a `keras.random.SeedGenerator` (new noise each
+            call; `draw_standard_normals`).
         scale: multiplier of the noise (0 switches it off in-graph).
         box_muller: draw with `standard_normal`; False:
             `tf.random.stateless_normal`.
@@ -228,25 +244,17 @@ def add_gradient_noise(updates: List, reference_gradients: List,
         A new list.
     """
     updates = list(updates)
+    present = [i for indices in groups for i in indices
+               if updates[i] is not None]
     if draws is None:
-        step_seed = tf.cast(seed_generator.next(), tf.int64)
-    for indices in groups:
-        for i in indices:
-            if updates[i] is None:
-                continue
-            std = gradient_std(reference_gradients[i]) + NOISE_EPSILON
-            if draws is not None:
-                noise = draws[i]
-            elif box_muller:
-                noise = standard_normal(tf.shape(updates[i]),
-                                        noise_seed(step_seed, i))
-            else:
-                noise = tf.random.stateless_normal(
-                    tf.shape(updates[i]), noise_seed(step_seed, i),
-                    alg="philox")
-            updates[i] = updates[i] + ops.cast(
-                noise * (std * scale), updates[i].dtype
-            )
+        draws = draw_standard_normals(
+            {i: tf.shape(updates[i]) for i in present}, seed_generator,
+            box_muller)
+    for i in present:
+        std = gradient_std(reference_gradients[i]) + NOISE_EPSILON
+        updates[i] = updates[i] + ops.cast(
+            draws[i] * (std * scale), updates[i].dtype
+        )
     return updates
 
 
@@ -508,14 +516,17 @@ class GradientModulator:
         Returns:
             `{index: draw}`, each draw shaped as its variable.
         """
-        step_seed = tf.cast(self.model.modulation_seed_generator.next(), tf.int64)
+        return draw_standard_normals(
+            {i: list(variables[i].shape)
+             for group in self.index_groups(variables) for i in group},
+            self.model.modulation_seed_generator)
+
+    def index_groups(self, variables: List) -> List[List[int]]:
+        """Per modality, the indices into `variables` of its modulated
+        variables (those of the step)."""
         position = {id(v): i for i, v in enumerate(variables)}
-        return {
-            position[j]: standard_normal(
-                list(variables[position[j]].shape),
-                noise_seed(step_seed, position[j]))
-            for group in self.variable_ids for j in group if j in position
-        }
+        return [[position[i] for i in group if i in position]
+                for group in self.variable_ids]
 
     def modulate(self, gradients: List, variables: List, labels, y_pred,
                  noise_draws: Optional[Dict[int, tf.Tensor]] = None) -> List:
@@ -558,11 +569,7 @@ class GradientModulator:
             self.trackers[m].update_state(coefficients[m])
             self.trackers[k + m].update_state(ratios[m])
 
-        position = {id(v): i for i, v in enumerate(variables)}
-        groups = [
-            [position[i] for i in group if i in position]
-            for group in self.variable_ids
-        ]
+        groups = self.index_groups(variables)
         grouped = {i for group in groups for i in group}
         gradients = [
             tf.convert_to_tensor(g)
