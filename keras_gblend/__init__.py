@@ -9,6 +9,7 @@ from keras_gblend import (
     datasets,
     encoders,
     fusion_layers,
+    gblend_presets,
     measurement_noise,
     mid_fusion_layers,
     modality_imbalance,
@@ -21,6 +22,7 @@ from keras_gblend.answer import Answer, select_answer
 from keras_gblend.baselines import PretrainFinetune
 from keras_gblend.blended_model import BlendedModel, as_blended_model
 from keras_gblend.checkpointing import ResumableCheckpoint
+from keras_gblend.concise_progbar import ConciseProgbarLogger
 from keras_gblend.estimation import (
     BlendEstimate,
     BlendEstimator,

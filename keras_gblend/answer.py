@@ -7,7 +7,8 @@ another head, or a mix of the heads' probabilities, the better answer.
 trained on, never the test set): the mix `p = sum_h a_h * p_h` of head
 probabilities with the lowest holdout log-loss, over mixing weights `a` on
 the simplex. Every single head is a corner of the simplex, so the chosen
-mix is never worse on the holdout's log-loss than the best head alone.
+mix is never worse on the holdout's log-loss than the best head alone
+(`best_mixture` compares its mix with every head and keeps the best).
 """
 
 import dataclasses
@@ -62,7 +63,7 @@ class Answer:
     def accuracy(self, model: BlendedModel, data,
                  batch_size: Optional[int] = None) -> float:
         """The answer's accuracy on labelled `data` (arrays or a dataset)."""
-        dataset = input_data.dataset_factory(data, batch_size)()
+        dataset = input_data.fixed_order(data, batch_size)
         probabilities = self.predict(model, dataset, verbose=0)
         labels, _ = input_data.targets_of(dataset)
         if isinstance(labels, Mapping):
@@ -98,14 +99,35 @@ def outputs_are_logits(model: BlendedModel) -> Dict[str, bool]:
     }
 
 
-def _mixture_weights(probabilities: np.ndarray, iterations: int = 500):
-    """Mixing weights on the simplex minimizing the mean log-loss of
-    `sum_h a_h * probabilities[h]` (exponentiated gradient: the problem is
-    convex).
+def mean_log_loss(weights: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean log-loss of the mix `weights @ probabilities`.
+
+    Args:
+        weights: `(heads,)` mixing weights.
+        probabilities: `(heads, examples)` probability of each example's
+            true class under each head.
+    """
+    return float(-np.log(np.maximum(weights @ probabilities, _EPSILON)).mean())
+
+
+def best_mixture(probabilities: np.ndarray, iterations: int = 500
+                 ) -> np.ndarray:
+    """Mixing weights on the simplex with the lowest mean log-loss of
+    `sum_h a_h * probabilities[h]`, never worse than the best single head.
+
+    Exponentiated gradient (the problem is convex) from the uniform mix;
+    it stops after `iterations` steps, so near a corner it can end a little
+    short of the best head. The answer is the best of its mix, the mix with
+    weights below 1e-3 dropped, and every single head (a single head wins
+    ties: the simpler answer).
 
     Args:
         probabilities: `(heads, examples)` probability of each example's
             true class under each head.
+        iterations: steps of exponentiated gradient.
+
+    Returns:
+        float64 weights `(heads,)`, non-negative, summing to 1.
     """
     heads = probabilities.shape[0]
     weights = np.full(heads, 1.0 / heads)
@@ -114,8 +136,10 @@ def _mixture_weights(probabilities: np.ndarray, iterations: int = 500):
         gradient = -(probabilities / mixed).mean(axis=1)
         weights = weights * np.exp(-0.5 * (gradient - gradient.min()))
         weights /= weights.sum()
-    weights[weights < 1e-3] = 0.0
-    return weights / weights.sum()
+    sparse = np.where(weights < 1e-3, 0.0, weights)
+    candidates = [*np.eye(heads), sparse / sparse.sum(), weights]
+    losses = [mean_log_loss(c, probabilities) for c in candidates]
+    return candidates[int(np.argmin(losses))]
 
 
 def select_answer(
@@ -156,7 +180,7 @@ def select_answer(
             "is multi-label (report its heads' mAP/mAUC instead)."
         )
     validate_holdout(holdout)
-    dataset = input_data.dataset_factory(holdout, batch_size)()
+    dataset = input_data.fixed_order(holdout, batch_size)
     predictions = model.predict(dataset, verbose=0)
     labels, _ = input_data.targets_of(dataset)
     logits = outputs_are_logits(model)
@@ -172,7 +196,8 @@ def select_answer(
             "Non-finite predictions on the holdout for head(s) "
             f"{[h for h, p in zip(heads, true_class) if not np.all(np.isfinite(p))]}."
         )
-    head_loss = -np.log(np.maximum(true_class, _EPSILON)).mean(axis=1)
+    head_loss = np.array([mean_log_loss(row, true_class)
+                          for row in np.eye(len(heads))])
     head_accuracy = {
         h: float((probabilities[h].argmax(axis=-1) == truth).mean())
         for h in heads
@@ -180,13 +205,11 @@ def select_answer(
     if candidates == "heads":
         weights = np.eye(len(heads))[int(np.argmin(head_loss))]
     else:
-        weights = _mixture_weights(true_class)
+        weights = best_mixture(true_class)
     mixed = sum(a * probabilities[h] for h, a in zip(heads, weights))
     return Answer(
         weights={h: float(a) for h, a in zip(heads, weights)},
-        holdout_log_loss=float(
-            -np.log(np.maximum(mixed[rows, truth], _EPSILON)).mean()
-        ),
+        holdout_log_loss=mean_log_loss(weights, true_class),
         holdout_accuracy=float((mixed.argmax(axis=-1) == truth).mean()),
         head_log_loss={h: float(v) for h, v in zip(heads, head_loss)},
         head_accuracy=head_accuracy,

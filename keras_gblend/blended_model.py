@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_gblend import head_graph, input_checks, input_data, ogm
+from keras_gblend import head_losses as head_losses_module
 
 WeightsLike = Union[Mapping[str, float], Sequence[float]]
 BLEND_SCOPES = ("all", "shared")
@@ -34,6 +35,9 @@ class FitData:
     sample_weight: Any = None
     batch_size: Optional[int] = None
     validation_split: float = 0.0
+    # What callbacks of this fit have taken charge of (e.g. the blend
+    # weights), so that two of them do not fight over it.
+    claims: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -462,6 +466,7 @@ class BlendedModel(keras.Model):
             weighted_metrics=self._metrics_per_head(weighted_metrics),
             **kwargs,
         )
+        head_losses_module.check_losses_read_heads(head_losses, self.output)
         self._head_losses = head_losses
         self._user_loss = loss
         self._user_loss_weights = loss_weights
@@ -864,21 +869,43 @@ class BlendedModel(keras.Model):
         units = self.output[self.joint_output].shape[-1]
         return int(units) if units and units > 1 else None
 
-    def check_data(self, data, what: str) -> None:
-        """Raises `ValueError` for array data the model cannot train on:
-        non-finite features (naming the modality), modalities with
-        different numbers of rows, labels outside `[0, num_classes)`."""
+    def check_data(self, data, what: str, allow_unbatched: bool = True
+                   ) -> None:
+        """Raises `ValueError` for data the model cannot train on, naming
+        `what`: inputs that do not fit the model's (a missing modality, a
+        wrong feature shape, an unbatched dataset unless
+        `allow_unbatched`), non-finite features, modalities with different
+        numbers of rows, labels outside `[0, num_classes)` or in the wrong
+        form for the loss (one-hot under a sparse loss)."""
+        if isinstance(self.input, dict):
+            input_checks.check_inputs(data, self.input, what, allow_unbatched)
         input_checks.check_arrays(data, what, self.num_classes)
+        if self._head_losses is None:
+            return
+        if isinstance(data, tf.data.Dataset):
+            spec = data.element_spec
+            if isinstance(spec, tuple) and len(spec) > 1:
+                head_losses_module.check_label_form(
+                    spec[1], self._head_losses, self.num_classes, what,
+                    batched=input_data.is_batched(data))
+        elif isinstance(data, (tuple, list)) and len(data) > 1:
+            head_losses_module.check_label_form(
+                data[1], self._head_losses, self.num_classes, what)
 
     def fit(self, *args, **kwargs):
         bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
         arguments = bound.arguments
         x, y = arguments.get("x"), arguments.get("y")
-        if y is not None and not isinstance(x, tf.data.Dataset):
+        if isinstance(x, tf.data.Dataset):
+            self.check_data(x, "The training dataset", allow_unbatched=False)
+        elif y is not None:
             self.check_data((x, y), "fit data")
         validation = arguments.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) in (2, 3):
             self.check_data(tuple(validation), "validation_data")
+        elif isinstance(validation, tf.data.Dataset):
+            self.check_data(validation, "validation_data",
+                            allow_unbatched=False)
         self._fit_data = FitData(
             x=arguments.get("x"),
             y=arguments.get("y"),
@@ -886,9 +913,14 @@ class BlendedModel(keras.Model):
             batch_size=arguments.get("batch_size"),
             validation_split=arguments.get("validation_split") or 0.0,
         )
+        # Callbacks that add to the epoch logs run before the others, so
+        # that TensorBoard, CSVLogger or EarlyStopping see what they add
+        # wherever the user listed them.
+        callbacks = sorted(arguments.get("callbacks") or [], key=lambda c: (
+            not getattr(c, "writes_epoch_logs", False)))
         if self.modulation is not None:
-            callbacks = list(arguments.get("callbacks") or [])
-            arguments["callbacks"] = [ogm.ModulationEpochCounter()] + callbacks
+            callbacks = [ogm.ModulationEpochCounter()] + callbacks
+        arguments["callbacks"] = callbacks
         try:
             return super().fit(*bound.args[1:], **bound.kwargs)
         finally:

@@ -20,13 +20,25 @@ weights as an uninterrupted run.
 """
 
 import glob
+import json
 import os
 import re
+import shutil
+import time
 import warnings
 from typing import Any, Dict, List, Optional
 
 import keras
 import tensorflow as tf
+
+
+# Cumulative training seconds at the end of each checkpointed epoch.
+PROGRESS_FILE = "progress.json"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); the previous
+    checkpoint is intact."""
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -74,6 +86,28 @@ def _checkpoint_paths(directory: str) -> List[str]:
     return sorted(paths, key=number)
 
 
+def set_aside_unreadable(directory: str) -> Optional[str]:
+    """Moves every checkpoint file under `directory` into a new folder
+    `unreadable-<time>` beside them, when checkpoints exist but none reads
+    in full, and warns naming it.
+
+    Returns:
+        The folder they were moved to, or None (nothing to set aside).
+    """
+    if not _checkpoint_paths(directory) or latest_restorable(directory):
+        return None
+    aside = os.path.join(
+        directory, time.strftime("unreadable-%Y%m%d-%H%M%S"))
+    os.makedirs(aside, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.startswith("ckpt-") or name in ("checkpoint", PROGRESS_FILE):
+            shutil.move(os.path.join(directory, name), aside)
+    warnings.warn(
+        f"No checkpoint in {directory} reads in full: training starts from "
+        f"scratch. The unreadable files were moved to {aside}.")
+    return aside
+
+
 def latest_restorable(directory: str) -> Optional[str]:
     """The newest checkpoint under `directory` that reads in full; each
     newer, unreadable one is skipped with a warning naming it."""
@@ -82,8 +116,8 @@ def latest_restorable(directory: str) -> Optional[str]:
         if problem is None:
             return path
         warnings.warn(
-            f"Checkpoint {path} is unreadable ({problem}); falling back to "
-            "the previous one."
+            f"Checkpoint {path} is unreadable ({problem}); trying the one "
+            "before it."
         )
     return None
 
@@ -167,6 +201,15 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         return directory
 
     @staticmethod
+    def saved_seconds(directory: str) -> float:
+        """Seconds of training (as `fit` times it, over every session of a
+        resumed run) up to the latest checkpoint under `directory` (0 if
+        none or not recorded)."""
+        epoch = ResumableCheckpoint.saved_epoch(directory)
+        seconds = _read_progress(directory)
+        return seconds.get(str(epoch), 0.0) if epoch else 0.0
+
+    @staticmethod
     def saved_epoch(directory: str) -> int:
         """Epochs finished in the latest checkpoint under `directory` (0 if
         none): the `initial_epoch` a resumed `fit` starts from. Read it to
@@ -183,7 +226,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                 "or build it before `fit`."
             )
         self._build()
-        latest = latest_restorable(self._worker_directory())
+        directory = self._worker_directory()
+        set_aside_unreadable(directory)
+        latest = latest_restorable(directory)
+        self._seconds_before = 0.0
         if latest:
             self._manager.checkpoint.restore(
                 latest
@@ -191,7 +237,48 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             # Keras's fit reads this after `on_train_begin`, as for
             # `keras.callbacks.BackupAndRestore`.
             self.model._initial_epoch = int(self._epoch.numpy())
+            self._seconds_before = _read_progress(directory).get(
+                str(int(self._epoch.numpy())), 0.0)
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        directory = self._worker_directory()
         self._epoch.assign(epoch + 1)
-        self._manager.save()
+        progress = _read_progress(directory)
+        progress[str(epoch + 1)] = (
+            self._seconds_before + time.perf_counter() - self._started)
+        try:
+            # Written first: a kill before the save leaves an entry no
+            # checkpoint uses.
+            with open(os.path.join(directory, PROGRESS_FILE), "w") as f:
+                json.dump(progress, f)
+            self._manager.save()
+        except (OSError, tf.errors.OpError) as error:
+            kept = f"after epoch {epoch}" if epoch else "none yet"
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint after epoch {epoch + 1} to "
+                f"{directory} ({_reason(error)}); the last checkpoint "
+                f"({kept}) is intact: free space and rerun to resume."
+            ) from None
+
+
+def _read_progress(directory: str) -> Dict[str, float]:
+    """`{finished epochs: cumulative training seconds}` (empty if none)."""
+    try:
+        with open(os.path.join(directory, PROGRESS_FILE)) as f:
+            return {str(k): float(v) for k, v in json.load(f).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _reason(error: Exception) -> str:
+    """The short reason of an OS or TensorFlow write error ("No space left
+    on device")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(getattr(error, "message", None) or error)
+    found = re.search(r";\s*([^;]+?)\s*\[Op:", text)
+    if found:
+        return found.group(1)
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else type(error).__name__

@@ -25,13 +25,14 @@ import dataclasses
 import gc
 import math
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_gblend import (
+    gblend_presets,
     head_graph,
     input_checks,
     input_data,
@@ -40,6 +41,7 @@ from keras_gblend import (
     stratified_subset,
 )
 from keras_gblend.blended_model import BlendedModel
+from keras_gblend.gblend_presets import PRESET
 from keras_gblend.holdout import validate_holdout
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
 
@@ -53,10 +55,13 @@ SECONDS = ("clones", "training", "measuring", "bootstrap")
 # Share of the training data the clones train on: the smallest subset of the
 # paper's Supplementary A (see README, "Estimation on a subset", for the
 # measurements behind it).
-DEFAULT_ESTIMATION_FRACTION = 0.25
+DEFAULT_ESTIMATION_FRACTION = gblend_presets.preset_values("default")[
+    "estimation_fraction"]
 # Measurement passes predict on batches this many times the training batch
 # (prediction keeps no activations for a backward pass).
 MEASUREMENT_BATCHES = 4
+# Repeat r of an estimate's clones shuffles with `seed + r * this`.
+REPEAT_SEED_STEP = 100_003
 # Clones run this many steps per call into TensorFlow (same steps, same
 # order, same weights; fewer Python round trips: half the clones' time on
 # small models). Without a distribution strategy only.
@@ -289,7 +294,7 @@ def train_subset_dataset(
         A batched `tf.data.Dataset`.
     """
     if train_subset is not None:
-        return input_data.dataset_factory(train_subset, batch_size)()
+        return input_data.fixed_order(train_subset, batch_size)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(
             f"`train_subset_fraction` must be in (0, 1], got {fraction}."
@@ -304,14 +309,17 @@ def train_subset_dataset(
             )
         # Cached, so that T' is the same set at both checkpoints.
         return batches.take(max(1, int(round(fraction * count)))).cache()
-    x, y, sample_weight = input_data.split_arrays(train)
-    size = input_data.num_examples(x)
+    parts = input_data.split_arrays(train)
+    size = input_data.num_examples(parts[0])
     rows = np.sort(
         np.random.default_rng(0 if seed is None else seed).permutation(size)[
             : max(1, int(round(fraction * size)))
         ]
     )
-    subset = (input_data.take_rows(x, rows), np.asarray(y)[rows])
+    # Labels (a dict per head too) and sample weights come along: T' is
+    # measured as V is.
+    subset = tuple(input_data.take_rows(part, rows)
+                   for part in parts if part is not None)
     return input_data.dataset_factory(subset, batch_size)()
 
 
@@ -449,7 +457,7 @@ class BlendEstimator:
         else:
             self._cached_examples = None
         self.subset = subset
-        self._holdout = input_data.dataset_factory(holdout, batch_size)()
+        self._holdout = input_data.fixed_order(holdout, batch_size)
         self._train_subset = train_subset_dataset(
             subset, train_subset,
             min(1.0, train_subset_fraction / self.estimation_fraction),
@@ -501,6 +509,8 @@ class BlendEstimator:
         previous_weights=None,
         on_no_generalization: str = "raise",
         verbose: int = 0,
+        update_rule: str = "noise_aware",
+        repeats: int = 1,
     ) -> BlendEstimate:
         """Estimates blend weights from the model's current weights.
 
@@ -509,7 +519,8 @@ class BlendEstimator:
             seed: shuffle seed of array inputs and bootstrap seed (default:
                 the estimator's seed); `None` there keeps the array order.
             min_delta_o, noise_z, bootstrap_resamples, previous_weights,
-                on_no_generalization, verbose: see `estimate_blend_weights`.
+                on_no_generalization, verbose, update_rule, repeats: see
+                `estimate_blend_weights`.
 
         Returns:
             A `BlendEstimate`; its `seconds` say where the time went.
@@ -520,47 +531,58 @@ class BlendEstimator:
                 f"{on_no_generalization!r}."
             )
         input_checks.check_integer("epochs", epochs, 1)
+        input_checks.check_integer("repeats", repeats, 1)
         if noise_z is not None and not (0 <= noise_z < math.inf):
             raise ValueError(
                 f"`noise_z` must be >= 0 and finite, got {noise_z}."
             )
         seed = self.seed if seed is None else seed
+        if repeats > 1 and seed is None:
+            raise ValueError(
+                "`repeats` > 1 needs a `seed`: without one the clones train "
+                "on the data in its order, the same every repeat.")
         model = self.model
         seconds = dict.fromkeys(SECONDS, 0.0)
         heads = list(model.head_names)
-        end_train, end_holdout = {}, {}
+        end_train = [{} for _ in range(repeats)]
+        end_holdout = [{} for _ in range(repeats)]
         start_train = start_holdout = None
         for group in self.groups:
-            started = time.perf_counter()
-            clone = self._clone(group)
-            seconds["clones"] += time.perf_counter() - started
-            if start_train is None:
+            for repeat in range(repeats):
                 started = time.perf_counter()
-                start_train, start_holdout = self._measure(clone, heads)
+                clone = self._clone(group)
+                seconds["clones"] += time.perf_counter() - started
+                if start_train is None:
+                    started = time.perf_counter()
+                    start_train, start_holdout = self._measure(clone, heads)
+                    seconds["measuring"] += time.perf_counter() - started
+                started = time.perf_counter()
+                self._train_clone(
+                    clone, group, epochs,
+                    seed + REPEAT_SEED_STEP * repeat if repeat else seed,
+                    verbose)
+                seconds["training"] += time.perf_counter() - started
+                started = time.perf_counter()
+                on_train, on_holdout = self._measure(clone, group)
+                end_train[repeat].update(zip(group, on_train))
+                end_holdout[repeat].update(zip(group, on_holdout))
                 seconds["measuring"] += time.perf_counter() - started
-            started = time.perf_counter()
-            self._train_clone(clone, group, epochs, seed, verbose)
-            seconds["training"] += time.perf_counter() - started
-            started = time.perf_counter()
-            on_train, on_holdout = self._measure(clone, group)
-            end_train.update(zip(group, on_train))
-            end_holdout.update(zip(group, on_holdout))
-            seconds["measuring"] += time.perf_counter() - started
-            del clone
-            if not self.keep_clones:
-                gc.collect()  # at most one clone alive at a time
+                del clone
+                if not self.keep_clones:
+                    gc.collect()  # at most one clone alive at a time
 
         started = time.perf_counter()
         if previous_weights is None:
             previous_weights = [model.blend_weights[h] for h in heads]
         estimate = blend_estimate(
             heads, start_holdout, start_train,
-            np.stack([end_holdout[h] for h in heads]),
-            np.stack([end_train[h] for h in heads]),
+            np.stack([[end[h] for h in heads] for end in end_holdout]),
+            np.stack([[end[h] for h in heads] for end in end_train]),
             metric=self.metric, fused=self.fused, min_delta_o=min_delta_o,
             noise_z=noise_z, bootstrap_resamples=bootstrap_resamples,
             seed=seed, previous_weights=previous_weights,
             on_no_generalization=on_no_generalization,
+            update_rule=update_rule,
         )
         seconds["bootstrap"] = time.perf_counter() - started
         estimate.seconds = seconds
@@ -696,31 +718,36 @@ def estimate_blend_weights(
     holdout,
     epochs: int = 5,
     metric: str = "loss",
-    estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION,
+    estimation_fraction: Union[float, str] = PRESET,
     train_subset=None,
     train_subset_fraction: float = 0.25,
     batch_size: Optional[int] = None,
     fused: Optional[bool] = None,
     seed: Optional[int] = 0,
-    min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
-    noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
+    min_delta_o: Union[float, str] = PRESET,
+    noise_z: Union[float, str, None] = PRESET,
     bootstrap_resamples: int = measurement_noise.DEFAULT_RESAMPLES,
     previous_weights=None,
     on_no_generalization: str = "raise",
     verbose: int = 0,
     custom_objects=None,
+    update_rule: str = PRESET,
+    preset: str = "default",
+    repeats: int = 1,
 ) -> BlendEstimate:
     """Estimates G-Blend weights from the model's current weights.
 
     Args:
         model: a compiled `BlendedModel`; only read.
         train: training data `T`: `(x, y)` arrays or a batched dataset.
-        holdout: holdout `V`, same forms as `train`.
+        holdout: holdout `V`, same forms as `train` (a dataset is read once
+            and cached in memory, so a shuffled one measures each example
+            against its own label).
         epochs: epochs `n` each clone trains.
         metric: `"loss"` or `"accuracy"` (then OGR uses error `1 - acc`).
         estimation_fraction: share of `T` the clones train on: a fixed,
             stratified, seeded subset (`kg.estimation_subset`); 1 trains
-            on all of `T`.
+            on all of `T` (default preset 0.25, paper 1).
         train_subset: the train subset `T'`; default: a random
             `train_subset_fraction` of `T` drawn from the estimation subset
             (the first batches of a dataset), fixed for both checkpoints.
@@ -737,13 +764,24 @@ def estimate_blend_weights(
             counts; no standard errors are computed).
         bootstrap_resamples: resamples of the bootstrap.
         previous_weights: the weights in use (default: the model's current
-            blend weights); a head whose gain is within its noise keeps its
-            share (`ogr.updated_blend_weights`).
+            blend weights); under `update_rule="noise_aware"` a head whose
+            gain is within its noise keeps its share
+            (`ogr.updated_blend_weights`).
         on_no_generalization: when no head improved on the holdout:
             `"raise"` a `NoGeneralizationError`, or `"keep"`: return the
             measured figures with `weights=None`.
         verbose: verbosity of the clones' `fit`.
         custom_objects: custom layers needed to clone the model.
+        update_rule: `"noise_aware"` (`ogr.updated_blend_weights`) or
+            `"fresh"` (`ogr.blend_weights` of these measurements alone).
+        preset: `"default"` or `"paper"`: the values of the arguments left
+            at `"preset"` (`kg.gblend_presets`).
+        repeats: times each clone trains, with shuffle seeds `seed + r *
+            REPEAT_SEED_STEP`: the end values are averaged over the repeats
+            and, with `noise_z`, the spread of the repeats' ΔG and ΔO (how
+            the clones happened to train) is added to the bootstrap's
+            standard errors (which examples were measured). Costs `repeats`
+            times the clones' training.
 
     Returns:
         A `BlendEstimate`.
@@ -762,6 +800,12 @@ def estimate_blend_weights(
     model.set_blend_weights(estimate.weights_dict())
     ```
     """
+    settings = gblend_presets.resolve(
+        preset, estimation_fraction=estimation_fraction,
+        min_delta_o=min_delta_o, noise_z=noise_z, update_rule=update_rule)
+    estimation_fraction, min_delta_o, noise_z, update_rule = (
+        settings[name] for name in ("estimation_fraction", "min_delta_o",
+                                    "noise_z", "update_rule"))
     estimator = BlendEstimator(
         model, train, holdout, estimation_fraction=estimation_fraction,
         metric=metric, train_subset=train_subset,
@@ -774,6 +818,7 @@ def estimate_blend_weights(
         bootstrap_resamples=bootstrap_resamples,
         previous_weights=previous_weights,
         on_no_generalization=on_no_generalization, verbose=verbose,
+        update_rule=update_rule, repeats=repeats,
     )
     estimate.seconds["subset"] = estimator.subset_seconds
     return estimate
@@ -793,16 +838,19 @@ def blend_estimate(
     seed: Optional[int] = 0,
     previous_weights=None,
     on_no_generalization: str = "raise",
+    update_rule: str = "noise_aware",
 ) -> BlendEstimate:
     """The `BlendEstimate` of per-example measurements at `N` and `N + n`.
 
     Args:
         heads: head names.
         holdout_start, holdout_end: per-example values on `V`,
-            `(heads, n_V)`, before and after the clones trained.
+            `(heads, n_V)`, before and after the clones trained;
+            `holdout_end` may be `(repeats, heads, n_V)`, one row per
+            repeat of the clones' training.
         train_start, train_end: the same on `T'`, `(heads, n_T')`.
         metric, fused, min_delta_o, noise_z, bootstrap_resamples,
-            on_no_generalization: see `estimate_blend_weights`.
+            on_no_generalization, update_rule: see `estimate_blend_weights`.
         seed: bootstrap seed.
         previous_weights: the weights in use; `None`: uniform (then the
             weights are Proposition 1's over the clearly generalizing
@@ -810,12 +858,21 @@ def blend_estimate(
 
     Returns:
         A `BlendEstimate` whose means, ΔO, ΔG, OGR and weights are `ogr`'s
-        functions of these measurements.
+        functions of these measurements (the end values averaged over the
+        repeats).
     """
+    if update_rule not in gblend_presets.UPDATE_RULES:
+        raise ValueError(
+            f"`update_rule` must be one of {gblend_presets.UPDATE_RULES}, "
+            f"got {update_rule!r}.")
     holdout_start, holdout_end, train_start, train_end = (
         np.asarray(v, dtype=np.float64)
         for v in (holdout_start, holdout_end, train_start, train_end)
     )
+    if holdout_end.ndim == 2:  # one training of the clones
+        holdout_end, train_end = holdout_end[None], train_end[None]
+    repeated_means = [v.mean(axis=-1) for v in (holdout_end, train_end)]
+    holdout_end, train_end = holdout_end.mean(axis=0), train_end.mean(axis=0)
     means = [v.mean(axis=1) for v in
              (holdout_start, train_start, holdout_end, train_end)]
     delta_o = ogr.delta_overfitting(*means)
@@ -826,11 +883,24 @@ def blend_estimate(
             holdout_start, holdout_end, train_start, train_end,
             num_resamples=bootstrap_resamples, seed=seed,
         )
+        repeats = len(repeated_means[0])
+        if repeats > 1:
+            # How the clones happened to train: the spread of each
+            # repeat's ΔG and ΔO, as the error of their mean.
+            gains = means[0] - repeated_means[0]
+            changes = ogr.delta_overfitting(
+                means[0], means[1], repeated_means[0], repeated_means[1])
+            delta_g_se = np.hypot(
+                delta_g_se, gains.std(axis=0, ddof=1) / np.sqrt(repeats))
+            delta_o_se = np.hypot(
+                delta_o_se, changes.std(axis=0, ddof=1) / np.sqrt(repeats))
     if previous_weights is None:
         previous_weights = np.full(len(heads), 1.0 / len(heads))
     previous_weights = np.asarray(previous_weights, dtype=np.float64)
+    rule = (ogr.updated_blend_weights if update_rule == "noise_aware"
+            else lambda _, *args, **kwargs: ogr.blend_weights(*args, **kwargs))
     try:
-        weights = ogr.updated_blend_weights(
+        weights = rule(
             previous_weights, delta_g, delta_o, min_delta_o=min_delta_o,
             head_names=heads, delta_g_se=delta_g_se, delta_o_se=delta_o_se,
             noise_z=noise_z or 0.0,

@@ -12,7 +12,6 @@ import inspect
 import json
 import math
 import os
-import re
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,7 +21,7 @@ import tensorflow as tf
 
 from keras_gblend import datasets, training_history
 from keras_gblend.answer import select_answer
-from keras_gblend.blended_model import BLEND_SCOPES, BlendedModel
+from keras_gblend.blended_model import BlendedModel
 from keras_gblend.checkpointing import ResumableCheckpoint, is_chief
 from keras_gblend.encoders import (
     frames_encoder,
@@ -30,13 +29,28 @@ from keras_gblend.encoders import (
     spectrogram_encoder,
     spectrogram_trunk,
 )
-from keras_gblend.estimation import (
-    DEFAULT_ESTIMATION_FRACTION,
-    train_subset_dataset,
-)
+from keras_gblend.estimation import train_subset_dataset
 from keras_gblend.baselines import PretrainFinetune
-from keras_gblend.fusion import CONCAT_PRESETS, FUSIONS, late_fusion_model
-from keras_gblend.mid_fusion import MID_FUSIONS, mid_fusion_model
+from keras_gblend.concise_progbar import ConciseProgbarLogger
+from keras_gblend.experiment_config import (  # noqa: F401 - re-exported
+    ALL_FUSIONS,
+    AV_DIGITS_MODALITIES,
+    DATASETS,
+    LR_SCHEDULES,
+    METHODS,
+    MID_FUSIONS,
+    OPTIMIZERS,
+    STRATEGIES,
+    UNIMODAL_PREFIX,
+    ExperimentConfig,
+    config_from_json,
+    config_json,
+    flag_message,
+    resumable_changes,
+    unimodal_modality,
+)
+from keras_gblend.fusion import late_fusion_model
+from keras_gblend.mid_fusion import mid_fusion_model
 from keras_gblend.gblend_callback import GBlendCallback
 from keras_gblend.holdout import split_holdout
 from keras_gblend.input_data import (
@@ -45,298 +59,36 @@ from keras_gblend.input_data import (
     num_examples,
 )
 from keras_gblend.non_finite_guard import RaiseOnNonFiniteLoss
-from keras_gblend.ogr import DEFAULT_JOINT_WEIGHT_FLOOR
 from keras_gblend.ogm import OGMGE
 from keras_gblend.modality_imbalance import ModalityImbalanceMonitor
 from keras_gblend.multilabel import (mean_auc, mean_average_precision,
                                      multi_label_metrics)
 from keras_gblend.ogr_monitor import OGRMonitor
 
-METHODS = (
-    "naive",
-    "unimodal",
-    "gblend_offline",
-    "gblend_online",
-    "ogm",
-    "ogm_ge",
-    "gblend_offline+ogm_ge",
-    "gblend_online+ogm_ge",
-    # The G-Blend paper's other remedies (baselines).
-    "aux_loss",
-    "uncertainty",
-    "pretrain_finetune",
-    "early_stop",
-)
-# Every `fusion` value: late fusions, the paper's concat presets, mid fusions.
-ALL_FUSIONS = FUSIONS + tuple(CONCAT_PRESETS) + MID_FUSIONS
-DATASETS = ("uci_mfeat", "uci_paradox", "av_digits", "uci_multilabel")
-STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZER_CLASSES = {
     "sgd": keras.optimizers.SGD,
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
 }
-OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
-LR_SCHEDULES = ("constant", "cosine")
-UNIMODAL_PREFIX = "unimodal:"
-AV_DIGITS_MODALITIES = ("audio", "visual")
-# Settings a resumed run may change; every other setting must match the
-# run saved in `model_dir` (its checkpoint was trained with them).
 DATA_FINGERPRINT = "data_fingerprint.json"
-RESUMABLE_CHANGES = ("epochs", "verbose", "model_dir", "data_dir", "strategy",
-                     "jit_compile")
+RESUMABLE_CHANGES = resumable_changes()
 
 
-def unimodal_modality(method: str) -> Optional[str]:
-    """`m` for `"unimodal:<m>"`, else None."""
-    if method.startswith(UNIMODAL_PREFIX):
-        return method[len(UNIMODAL_PREFIX):]
-    return None
-
-
-@dataclasses.dataclass
-class ExperimentConfig:
-    """Settings of one run (the flags of `scripts/train.py`)."""
-
-    dataset: str = "uci_mfeat"
-    data_dir: Optional[str] = None
-    views: Sequence[str] = ("fac", "mor")
-    method: str = "gblend_online"
-    epochs: int = 40
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    learning_rate: Optional[float] = None
-    momentum: float = 0.9
-    weight_decay: Optional[float] = None
-    lr_schedule: str = "constant"
-    hidden_units: Optional[int] = None
-    fusion: str = "concat"
-    fusion_dropout: float = 0.0
-    pretrain_epochs: Optional[int] = None
-    patience: int = 5
-    blend_scope: str = "shared"
-    holdout_fraction: float = 0.1
-    warmup_epochs: int = 0
-    first_super_epoch: int = 10
-    super_epoch: int = 5
-    estimation_epochs: Optional[int] = None
-    estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION
-    gblend_metric: str = "loss"
-    noise_z: Optional[float] = 2.0
-    smoothing: float = 0.0
-    joint_weight_floor: float = DEFAULT_JOINT_WEIGHT_FLOOR
-    alpha: float = 0.5
-    ogm_start_epoch: int = 0
-    ogm_end_epoch: Optional[int] = None
-    seed: int = 0
-    model_dir: Optional[str] = None
-    strategy: str = "default"
-    jit_compile: bool = False
-    mixed_precision: bool = False
-    deterministic: bool = False
-    ogr_monitor: bool = False
-    ogm_premise_check: bool = True
-    verbose: int = 1
-
-    def validate(self) -> None:
-        """Raises `ValueError` naming the first bad setting."""
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"dataset must be one of {DATASETS}, got {self.dataset!r}."
-            )
-        if self.dataset == "av_digits":
-            if not self.data_dir or not os.path.isfile(
-                os.path.join(self.data_dir, "train.csv")
-            ):
-                raise ValueError(
-                    f"data_dir: {self.data_dir!r} holds no AV-digits data; "
-                    "make it with scripts/make_av_digits.py --out DIR."
-                )
-        elif self.dataset in ("uci_mfeat", "uci_multilabel"):
-            unknown = [
-                v for v in self.views
-                if v not in datasets.uci_multifeature.VIEWS
-            ]
-            if unknown or len(self.views) < 1:
-                raise ValueError(
-                    f"views: unknown {unknown}; choose from "
-                    f"{list(datasets.uci_multifeature.VIEWS)}."
-                )
-            repeated = sorted({v for v in self.views
-                               if list(self.views).count(v) > 1})
-            if repeated:
-                raise ValueError(
-                    f"views: {repeated} given more than once; each view is "
-                    "one modality."
-                )
-        if self.method not in METHODS and not self.unimodal_modality:
-            raise ValueError(
-                f"method must be one of {METHODS} or "
-                f"'{UNIMODAL_PREFIX}<modality>', got {self.method!r}."
-            )
-        if self.unimodal_modality and (
-            self.unimodal_modality not in self.modalities
-        ):
-            raise ValueError(
-                f"method: {self.method!r} names no modality of this run; "
-                f"choose '{UNIMODAL_PREFIX}' + one of {list(self.modalities)}."
-            )
-        optimizer_class(self.optimizer)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {LR_SCHEDULES}, got "
-                f"{self.lr_schedule!r}."
-            )
-        if self.learning_rate is not None and not (
-                0 < self.learning_rate < math.inf):
-            raise ValueError(
-                f"learning_rate must be finite and > 0, got "
-                f"{self.learning_rate}.")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
-        if self.weight_decay is not None and not (
-                0 <= self.weight_decay < math.inf):
-            raise ValueError(
-                f"weight_decay must be finite and >= 0, got {self.weight_decay}.")
-        if not 0 < self.holdout_fraction < 1:
-            raise ValueError(
-                f"holdout_fraction must be in (0, 1), got "
-                f"{self.holdout_fraction}.")
-        for name in ("epochs", "batch_size", "hidden_units",
-                     "first_super_epoch", "super_epoch", "estimation_epochs"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1.")
-        if self.warmup_epochs < 0:
-            raise ValueError("warmup_epochs must be >= 0.")
-        if self.fusion not in ALL_FUSIONS:
-            raise ValueError(
-                f"fusion must be one of {ALL_FUSIONS}, got {self.fusion!r}.")
-        if self.fusion in MID_FUSIONS and self.dataset != "av_digits":
-            raise ValueError(
-                f"fusion: {self.fusion!r} fuses feature maps mid-network "
-                "(audio time-frequency, visual time-space): it needs "
-                f"--dataset=av_digits, not {self.dataset!r}.")
-        if self.fusion in MID_FUSIONS and self.method == "uncertainty":
-            raise ValueError(
-                "method: 'uncertainty' (learned loss weights) is built into "
-                "late fusion models; use a late --fusion with it.")
-        if not 0 <= self.fusion_dropout < 1:
-            raise ValueError(
-                f"fusion_dropout must be in [0, 1), got {self.fusion_dropout}.")
-        if self.patience < 1:
-            raise ValueError("patience must be >= 1.")
-        if self.method == "pretrain_finetune" and not (
-                1 <= self.pretrain_epochs_or_default < self.epochs):
-            raise ValueError(
-                f"pretrain_epochs: pretrain_finetune pre-trains for "
-                f"{self.pretrain_epochs_or_default} epoch(s) of a "
-                f"{self.epochs}-epoch run; it needs at least one epoch of "
-                "each phase.")
-        if not 0 < self.estimation_fraction <= 1:
-            raise ValueError(
-                f"estimation_fraction must be in (0, 1], got "
-                f"{self.estimation_fraction}.")
-        if self.blend_scope not in BLEND_SCOPES:
-            raise ValueError(
-                f"blend_scope must be one of {BLEND_SCOPES}, got "
-                f"{self.blend_scope!r}."
-            )
-        if self.noise_z is not None and not 0 <= self.noise_z < float("inf"):
-            raise ValueError("noise_z must be >= 0 and finite.")
-        if not 0 <= self.smoothing < 1:
-            raise ValueError("smoothing must be in [0, 1).")
-        if not 0 <= self.joint_weight_floor < 1:
-            raise ValueError("joint_weight_floor must be in [0, 1).")
-        if not 0 <= self.alpha < math.inf:
-            raise ValueError(f"alpha must be finite and >= 0, got {self.alpha}.")
-        if self.ogm_start_epoch < 0:
-            raise ValueError("ogm_start_epoch must be >= 0.")
-        if self.ogm_end_epoch is not None and (
-                self.ogm_end_epoch < self.ogm_start_epoch):
-            raise ValueError(
-                f"ogm_end_epoch ({self.ogm_end_epoch}) is before "
-                f"ogm_start_epoch ({self.ogm_start_epoch}); the OGM-GE window "
-                "runs from ogm_start_epoch to ogm_end_epoch, inclusive.")
-        if self.gblend_mode == "online" and self.warmup_epochs >= self.epochs:
-            raise ValueError(
-                f"warmup_epochs: online G-Blend first estimates at epoch "
-                f"{self.warmup_epochs}, but the run has {self.epochs} epoch(s), "
-                "so it would never estimate; lower --warmup_epochs (the "
-                "paper: 0) or raise --epochs.")
-        if self.model_dir and os.path.exists(self.model_dir) and (
-                not os.path.isdir(self.model_dir)):
-            raise ValueError(
-                f"model_dir: {self.model_dir} is a file, not a folder.")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."
-            )
-
-    @property
-    def pretrain_epochs_or_default(self) -> int:
-        """`pretrain_finetune`'s pre-training epochs (default: half)."""
-        if self.pretrain_epochs is not None:
-            return self.pretrain_epochs
-        return self.epochs // 2
-
-    @property
-    def modalities(self) -> Tuple[str, ...]:
-        """The modalities (input names) of this run's model."""
-        if self.dataset == "av_digits":
-            return AV_DIGITS_MODALITIES
-        if self.dataset == "uci_paradox":
-            return datasets.uci_paradox.VIEWS
-        return tuple(self.views)
-
-    @property
-    def multi_label(self) -> bool:
-        """Whether the dataset's targets are multi-hot (`uci_multilabel`)."""
-        return self.dataset == "uci_multilabel"
-
-    @property
-    def encoder_units(self) -> int:
-        """`hidden_units`, or the dataset's default: 256 on UCI-paradox
-        (high-capacity encoders, the paper's regime), 64 otherwise."""
-        if self.hidden_units is not None:
-            return self.hidden_units
-        return 256 if self.dataset == "uci_paradox" else 64
-
-    @property
-    def unimodal_modality(self) -> Optional[str]:
-        """`m` for `method="unimodal:<m>"`, else None."""
-        return unimodal_modality(self.method)
-
-    @property
-    def reported_head(self) -> Optional[str]:
-        """The head a method is judged by: `m` for `unimodal:<m>`, `joint`
-        for the fusion methods, None for `unimodal` (every uni-modal head)."""
-        if self.method == "unimodal":
-            return None
-        return self.unimodal_modality or "joint"
-
-    @property
-    def gblend_mode(self) -> Optional[str]:
-        """`"offline"`, `"online"` or None."""
-        if not self.method.startswith("gblend_"):
-            return None
-        return self.method.split("+")[0][len("gblend_"):]
-
-    def modulation(self) -> Optional[OGMGE]:
-        """The `OGMGE` a method uses, if any."""
-        if self.method == "ogm":
-            noise = False
-        elif self.method.endswith("ogm_ge"):
-            noise = True
-        else:
-            return None
-        return OGMGE(
-            alpha=self.alpha,
-            start_epoch=self.ogm_start_epoch,
-            end_epoch=self.ogm_end_epoch,
-            noise=noise,
-            seed=self.seed,
-        )
+def modulation(config: ExperimentConfig) -> Optional[OGMGE]:
+    """The `OGMGE` a method uses, if any."""
+    if config.method == "ogm":
+        noise = False
+    elif config.method.endswith("ogm_ge"):
+        noise = True
+    else:
+        return None
+    return OGMGE(
+        alpha=config.alpha,
+        start_epoch=config.ogm_start_epoch,
+        end_epoch=config.ogm_end_epoch,
+        noise=noise,
+        seed=config.seed,
+    )
 
 
 def starting_loss_weights(method: str, heads: Sequence[str]) -> List[float]:
@@ -439,11 +191,6 @@ def make_optimizer(
     return optimizer_type(**kwargs)
 
 
-def config_json(config: ExperimentConfig) -> Dict:
-    """`config` as saved in `config.json` (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
-
-
 def check_resumable(config: ExperimentConfig) -> None:
     """Raises `ValueError` if `config.model_dir` holds checkpoints of a run
     whose settings differ from `config` (other than `RESUMABLE_CHANGES`;
@@ -459,14 +206,16 @@ def check_resumable(config: ExperimentConfig) -> None:
         return
     with open(saved_path) as f:
         saved = json.load(f)
-    current = config_json(config)
+    current = config_json(config.resolved())
     resumable = set(RESUMABLE_CHANGES)
     if config.lr_schedule != "constant":
         # The schedule's length is `epochs`: more epochs would change the
         # learning rate of the epochs already trained.
         resumable.discard("epochs")
-    # Settings added since a run was saved have their default there.
-    saved = {**config_json(ExperimentConfig()), **saved}
+    # Settings added since a run was saved have their default there; the
+    # preset settings are compared by the values they resolve to.
+    saved = config_json(config_from_json(
+        {**config_json(ExperimentConfig()), **saved}).resolved())
     differences = [
         f"{name}={saved[name]!r} (saved) vs {value!r} (now)"
         for name, value in current.items()
@@ -486,11 +235,12 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
     """The late-fusion model over `encoders` (the mid-fusion model over
     pre-fusion trunks for `MID_FUSIONS`), compiled for `config.method`
     (`steps_per_epoch`: see `make_optimizer`)."""
+    config = config.resolved()
     if config.fusion in MID_FUSIONS:
         model = mid_fusion_model(
             encoders, num_classes, fusion=config.fusion,
             fusion_dropout=config.fusion_dropout,
-            modulation=config.modulation(), blend_scope=config.blend_scope,
+            modulation=modulation(config), blend_scope=config.blend_scope,
             multi_label=config.multi_label)
     else:
         model = late_fusion_model(
@@ -498,7 +248,7 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
             num_classes,
             fusion=config.fusion,
             fusion_dropout=config.fusion_dropout,
-            modulation=config.modulation(),
+            modulation=modulation(config),
             blend_scope=config.blend_scope,
             loss_weighting=("uncertainty" if config.method == "uncertainty"
                             else "blend"),
@@ -578,32 +328,6 @@ def load_data(config: ExperimentConfig):
         }
 
     return train, holdout, (data.x_test, data.y_test), encoders, data.num_classes
-
-
-def flag_message(error) -> Optional[str]:
-    """`"--<setting>: ..."` for an error whose message starts with the name
-    of an `ExperimentConfig` setting (the scripts' flags), else None."""
-    message = str(error)
-    found = re.match(r"([a-z_]+)[: ]", message)
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    if found and found.group(1) in fields:
-        return f"--{message}"
-    return None
-
-
-def config_from_json(values: Dict) -> ExperimentConfig:
-    """An `ExperimentConfig` from a saved `config.json`; unknown settings
-    raise `ValueError` naming them (a file written by another version)."""
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(
-            f"config.json: unknown setting(s) {unknown} (written by another "
-            "version of keras_gblend?); remove them or retrain.")
-    values = dict(values)
-    if isinstance(values.get("views"), list):
-        values["views"] = tuple(values["views"])
-    return ExperimentConfig(**values)
 
 
 def _sha256(*parts) -> str:
@@ -695,6 +419,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     """
     config.validate()
     check_resumable(config)
+    config = config.resolved()
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.mixed_precision:
@@ -724,6 +449,9 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             estimation_fraction=config.estimation_fraction,
             metric=config.gblend_metric,
             noise_z=config.noise_z,
+            min_delta_o=config.min_delta_o,
+            update_rule=config.update_rule,
+            clone_repeats=config.clone_repeats,
             smoothing=config.smoothing,
             joint_weight_floor=config.joint_weight_floor,
             train=train,
@@ -752,7 +480,7 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             patience=config.patience,
             restore_best_weights=True))
     premise = None
-    if (config.modulation() is not None and config.ogm_premise_check
+    if (modulation(config) is not None and config.ogm_premise_check
             and config.ogm_start_epoch < config.epochs):
         # Halfway through the run (a modality that learns slowly needs
         # time before it can be judged; an early check mistakes "slow" for
@@ -779,6 +507,8 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             ResumableCheckpoint(checkpoints),
             keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
         ]
+    if config.verbose:
+        callbacks.append(ConciseProgbarLogger(progress_keys(config, model)))
     if isinstance(train, tf.data.Dataset):
         fit_data, steps = {"x": train}, None
     else:
@@ -786,9 +516,14 @@ def run_experiment(config: ExperimentConfig) -> Dict:
             train, config.batch_size, config.seed, config.epochs, initial_epoch
         )
         fit_data = {"x": dataset}
+    seconds_before = 0.0
+    if initial_epoch:
+        seconds_before = ResumableCheckpoint.saved_seconds(
+            os.path.join(model_dir, "checkpoints"))
+        if config.verbose:
+            print(f"Resuming from the checkpoint after epoch "
+                  f"{initial_epoch}.")
     start = time.perf_counter()
-    if initial_epoch and config.verbose:
-        print(f"Resuming from the checkpoint after epoch {initial_epoch}.")
     try:
         history = model.fit(
             **fit_data,
@@ -811,14 +546,45 @@ def run_experiment(config: ExperimentConfig) -> Dict:
     except tf.errors.InvalidArgumentError as error:
         _raise_naming_bad_media(config, error)
         raise
-    wall_time = time.perf_counter() - start
+    wall_time = seconds_before + time.perf_counter() - start
     trained = len(next(iter(history.values()), []))
+    if initial_epoch:
+        history = _whole_history(model_dir, history, initial_epoch)
     return _results(config, model, model_dir, holdout, test, history,
                     wall_time, initial_epoch,
                     gblend.timings if gblend is not None else [],
                     premise.diagnosis if premise is not None else None,
                     stopped_early=(config.method == "early_stop"
                                    and initial_epoch + trained < config.epochs))
+
+
+def progress_keys(config: ExperimentConfig, model: BlendedModel):
+    """What the progress line shows: the loss, the reported head's accuracy
+    on the training data and the holdout (every modality's for
+    `unimodal`), and the blend weights."""
+    heads = ([config.reported_head] if config.reported_head
+             else list(model.modalities))
+    keys = ["loss"]
+    for head in heads:
+        keys += [f"{head}_accuracy", f"val_{head}_accuracy"]
+    return keys + ["blend_weight/*"]
+
+
+def _whole_history(model_dir: str, history: Dict[str, List[float]],
+                   initial_epoch: int) -> Dict[str, List[float]]:
+    """A resumed run's history over all its epochs: the epochs before
+    `initial_epoch` read back from its TensorBoard logs (NaN where a value
+    was not logged), then this session's."""
+    try:
+        earlier = training_history.load_epoch_logs(model_dir)
+    except ValueError:
+        earlier = {}
+    whole = {}
+    for key, values in history.items():
+        by_epoch = dict(zip(*earlier.get(key, ([], []))))
+        whole[key] = [by_epoch.get(e, math.nan) for e in range(initial_epoch)]
+        whole[key] += list(values)
+    return whole
 
 
 def _stopped_early(model_dir: str) -> bool:
@@ -872,8 +638,8 @@ def _evaluate_finished_run(config, model, model_dir, saved_epochs, holdout,
     if os.path.isfile(config_path):
         with open(config_path) as f:
             saved = config_from_json(json.load(f))
-    return _results(saved, model, model_dir, holdout, test, history, None,
-                    0)
+    return _results(saved, model, model_dir, holdout, test, history,
+                    ResumableCheckpoint.saved_seconds(checkpoints) or None, 0)
 
 
 def _results(config, model, model_dir, holdout, test, history, wall_time,
@@ -894,7 +660,10 @@ def _results(config, model, model_dir, holdout, test, history, wall_time,
         # OGM-GE's premise check (`ModalityImbalanceMonitor`), if run.
         "ogm_diagnosis": (ogm_diagnosis.as_dict()
                           if ogm_diagnosis is not None else None),
+        # The epoch this session resumed from; `history` covers every
+        # epoch from the first.
         "initial_epoch": initial_epoch,
+        "history_first_epoch": 0,
         # early_stop: stopped before `epochs` (the best epoch's weights).
         "stopped_early": stopped_early,
         "history": {

@@ -4,7 +4,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 import keras
 
-from keras_gblend import fusion_layers
+from keras_gblend import fusion_layers, input_checks
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.ogm import OGMGE
 
@@ -114,6 +114,7 @@ def late_fusion_model(
         num_classes=10, fusion="concat")
     ```
     """
+    num_classes = input_checks.check_num_classes(num_classes, multi_label)
     if fusion in CONCAT_PRESETS:
         if fusion_hidden_units:
             raise ValueError(

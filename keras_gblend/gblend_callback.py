@@ -1,45 +1,21 @@
 """`GBlendCallback`: offline and online Gradient-Blending during `fit`."""
 
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gblend import input_data, ogr
+from keras_gblend import gblend_presets, input_data, ogr
+from keras_gblend.gblend_presets import AUTO, PRESET, SPAN, UPDATE_RULES
 from keras_gblend.input_checks import check_integer, check_range
 from keras_gblend.blended_model import BlendedModel
-from keras_gblend.estimation import (
-    DEFAULT_ESTIMATION_FRACTION,
-    LOGGED_FIGURES,
-    METRICS,
-    BlendEstimator,
-)
+from keras_gblend.estimation import LOGGED_FIGURES, METRICS, BlendEstimator
 from keras_gblend.stratified_subset import check_fraction
 from keras_gblend.holdout import validate_holdout
 
 MODES = ("offline", "online")
-
-
-def _check_modalities_present(data, model: BlendedModel, what: str) -> None:
-    """Raises if `data`'s inputs lack a modality the model needs."""
-    if not isinstance(model.input, dict):
-        return
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        x_keys = list(spec[0]) if isinstance(spec[0], dict) else None
-    else:
-        x = input_data.split_arrays(data)[0]
-        x_keys = list(x) if isinstance(x, dict) else None
-    if x_keys is None:
-        return
-    missing = [name for name in model.input if name not in x_keys]
-    if missing:
-        raise ValueError(
-            f"The {what} has no input for modality(ies) {missing}; it has "
-            f"{x_keys}."
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -66,17 +42,33 @@ class GBlendCallback(keras.callbacks.Callback):
     except for the blend weights. `timings` lists, per estimate, where its
     wall time went.
 
-    Measurement noise (`ogr.updated_blend_weights`): a head whose holdout
-    gain `ΔG` is within `noise_z` bootstrap standard errors keeps its
-    weight, a head whose holdout loss clearly rose gets 0, and the heads
-    that clearly generalize share the rest by `ΔG / ΔO²`, with `|ΔO|` never
-    taken below its standard error; if no head's gain is clear, the
-    previous weights are kept (with a warning). `smoothing` mixes each new
+    `preset="default"` keeps eight measured deviations from the paper;
+    `preset="paper"` runs Algorithms 2 and 3 as published (the table:
+    `kg.gblend_presets.DEVIATIONS`, docs/deviations.md). An argument left at
+    `"preset"` takes its preset's value; one given explicitly wins.
+
+    Measurement noise (`update_rule="noise_aware"`,
+    `ogr.updated_blend_weights`): a head whose holdout gain `ΔG` is within
+    `noise_z` bootstrap standard errors keeps its weight, a head whose
+    holdout loss clearly rose gets 0, and the heads that clearly generalize
+    share the rest by `ΔG / ΔO²`, with `|ΔO|` never taken below its
+    standard error; if no head's gain is clear, the previous weights are
+    kept (with a warning), less those of heads that clearly got worse.
+    `update_rule="fresh"`: each estimate's weights are Proposition 1 of its
+    own measurements (`ogr.blend_weights`). `smoothing` mixes each new
     estimate with the weights in use: `w <- (1 - smoothing) * w_new +
     smoothing * w_old`. Last, the joint head's weight is raised to at least
     `joint_weight_floor` (the others scaled down in proportion): it is the
     model's answer, and at weight 0 its features stop being trained for it
-    (`ogr.with_weight_floor`; measured in the README).
+    (`ogr.with_weight_floor`).
+
+    The bootstrap standard errors cover which examples were measured (the
+    holdout `V` and `T'` as samples of their populations); they do not
+    cover how the clones happened to train (their shuffle order: two
+    full-data estimates with different shuffle seeds differ by 0.03–0.27
+    in weight). `clone_repeats=r` trains the clones `r` times with
+    different shuffle seeds and adds the spread of their results to the
+    errors, at `r` times the estimation cost.
 
     Every epoch it adds to `logs` (so History, CSVLogger and TensorBoard
     record them; put this callback before those in the list):
@@ -100,15 +92,16 @@ class GBlendCallback(keras.callbacks.Callback):
         super_epoch: online only: epochs between later estimates (the
             paper: 5).
         estimation_epochs: epochs each estimation clone trains (`n` of
-            Algorithm 1). `None`: offline, the run's `epochs` (Algorithm 2,
-            `GB_Estimate(φ⁰, N)`); online, `super_epoch` at every estimate,
-            the first included (Algorithm 3's `n`; measured better than
-            training the first clones over the whole, longer first
-            super-epoch, and cheaper: see README).
+            Algorithm 1): an integer; `"auto"` (default preset): offline
+            the run's `epochs` (Algorithm 2, `GB_Estimate(φ⁰, N)`), online
+            `super_epoch` at every estimate, the first included (measured
+            better than training the first clones over the longer first
+            super-epoch, and cheaper); `"span"` (paper preset): the epochs
+            the estimate's weights are used for (online: the first
+            super-epoch, then `super_epoch`; offline: the run).
         metric: `"loss"` or `"accuracy"` (OGR from error).
         estimation_fraction: share of the training data, per class, the
-            clones train on, in (0, 1] (see README, "Estimation on a
-            subset").
+            clones train on, in (0, 1] (default preset 0.25, paper 1).
         train_subset_fraction: size of the train subset `T'` as a share of
             the training data, in (0, 1] (capped at the clones' subset).
         train: training data for the clones; defaults to the `fit` data.
@@ -116,12 +109,22 @@ class GBlendCallback(keras.callbacks.Callback):
         fused: fuse uni-modal heads in one clone run (`None`: when they
             share no variable).
         seed: base seed for estimation shuffles and the bootstrap.
-        min_delta_o: `|ΔO|` floor, > 0 (see `keras_gblend.ogr`).
-        noise_z: standard errors a gain must exceed to count; `None`
-            ignores measurement noise.
+        min_delta_o: `|ΔO|` floor, > 0 (default preset 0.01, paper
+            1e-12; see `keras_gblend.ogr`).
+        noise_z: standard errors a gain must exceed to count (default
+            preset 2); `None` (paper preset) ignores measurement noise.
+        update_rule: `"noise_aware"` (default preset) or `"fresh"` (paper
+            preset), see above.
         smoothing: in [0, 1): weight of the previous blend in each update.
         joint_weight_floor: in [0, 1): least weight of the joint head after
-            an estimate (0: Proposition 1's weights as they come).
+            an estimate (default preset 0.2; 0, the paper preset:
+            Proposition 1's weights as they come).
+        preset: `"default"` or `"paper"`: the values of the arguments left
+            at `"preset"`. The paper preset also needs a model built with
+            `blend_scope="all"` (checked when `fit` starts).
+        clone_repeats: times the clones of each estimate train, with
+            different shuffle seeds (>= 1; each repeat costs one more
+            estimate's training).
         keep_clones: keep one compiled clone for the whole `fit` (one copy
             of the model, serving every estimation group); `False` builds
             clones at each estimate and frees them after.
@@ -137,6 +140,9 @@ class GBlendCallback(keras.callbacks.Callback):
     ```
     """
 
+    # `BlendedModel.fit` runs it before the callbacks that read the logs.
+    writes_epoch_logs = True
+
     def __init__(
         self,
         holdout,
@@ -144,20 +150,23 @@ class GBlendCallback(keras.callbacks.Callback):
         warmup_epochs: int = 0,
         first_super_epoch: int = 10,
         super_epoch: int = 5,
-        estimation_epochs: Optional[int] = None,
+        estimation_epochs: Union[int, str, None] = PRESET,
         metric: str = "loss",
-        estimation_fraction: float = DEFAULT_ESTIMATION_FRACTION,
+        estimation_fraction: Union[float, str] = PRESET,
         train_subset_fraction: float = 0.25,
         train=None,
         batch_size: Optional[int] = None,
         fused: Optional[bool] = None,
         seed: int = 0,
-        min_delta_o: float = ogr.DEFAULT_MIN_DELTA_O,
-        noise_z: Optional[float] = ogr.DEFAULT_NOISE_Z,
+        min_delta_o: Union[float, str] = PRESET,
+        noise_z: Union[float, str, None] = PRESET,
         smoothing: float = 0.0,
-        joint_weight_floor: float = ogr.DEFAULT_JOINT_WEIGHT_FLOOR,
+        joint_weight_floor: Union[float, str] = PRESET,
         keep_clones: bool = True,
         verbose: int = 1,
+        update_rule: str = PRESET,
+        preset: str = "default",
+        clone_repeats: int = 1,
     ):
         super().__init__()
         if mode not in MODES:
@@ -166,14 +175,32 @@ class GBlendCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"`metric` must be one of {METRICS}, got {metric!r}."
             )
+        settings = gblend_presets.resolve(
+            preset, estimation_epochs=estimation_epochs,
+            estimation_fraction=estimation_fraction, min_delta_o=min_delta_o,
+            noise_z=noise_z, joint_weight_floor=joint_weight_floor,
+            update_rule=update_rule)
+        self.preset = preset
+        estimation_epochs = settings["estimation_epochs"]
+        if estimation_epochs is None:  # the earlier spelling of "auto"
+            estimation_epochs = AUTO
         for name, value, low in (
             ("warmup_epochs", warmup_epochs, 0),
             ("first_super_epoch", first_super_epoch, 1),
             ("super_epoch", super_epoch, 1),
-            ("estimation_epochs", estimation_epochs, 1),
+            ("clone_repeats", clone_repeats, 1),
         ):
-            check_integer(name, value, low,
-                          optional=name == "estimation_epochs")
+            check_integer(name, value, low)
+        if estimation_epochs not in (AUTO, SPAN):
+            check_integer("estimation_epochs", estimation_epochs, 1)
+        if settings["update_rule"] not in UPDATE_RULES:
+            raise ValueError(
+                f"`update_rule` must be one of {UPDATE_RULES}, got "
+                f"{settings['update_rule']!r}.")
+        estimation_fraction = settings["estimation_fraction"]
+        min_delta_o = settings["min_delta_o"]
+        noise_z = settings["noise_z"]
+        joint_weight_floor = settings["joint_weight_floor"]
         self.estimation_fraction = check_fraction(estimation_fraction)
         check_range("train_subset_fraction", train_subset_fraction, 0, 1,
                      low_open=True)
@@ -191,8 +218,10 @@ class GBlendCallback(keras.callbacks.Callback):
         self.first_super_epoch = int(first_super_epoch)
         self.super_epoch = int(super_epoch)
         self.estimation_epochs = (
-            None if estimation_epochs is None else int(estimation_epochs)
-        )
+            estimation_epochs if estimation_epochs in (AUTO, SPAN)
+            else int(estimation_epochs))
+        self.update_rule = settings["update_rule"]
+        self.clone_repeats = int(clone_repeats)
         self.metric = metric
         self.train_subset_fraction = float(train_subset_fraction)
         self.train = train
@@ -230,6 +259,9 @@ class GBlendCallback(keras.callbacks.Callback):
             "joint_weight_floor": self.joint_weight_floor,
             "keep_clones": self.keep_clones,
             "verbose": self.verbose,
+            "update_rule": self.update_rule,
+            "preset": self.preset,
+            "clone_repeats": self.clone_repeats,
         }
 
     @classmethod
@@ -263,11 +295,12 @@ class GBlendCallback(keras.callbacks.Callback):
 
     def clone_epochs(self, epoch: int, total_epochs: int) -> int:
         """Epochs the clones of an estimate made at the start of `epoch`
-        train: `estimation_epochs` if given, else the rest of the run
+        train: an integer `estimation_epochs`; under `"span"` the epochs
+        the estimate is used for; under `"auto"` the rest of the run
         offline and `super_epoch` online (cut at `total_epochs`)."""
-        if self.estimation_epochs is not None:
+        if self.estimation_epochs not in (AUTO, SPAN):
             return self.estimation_epochs
-        if self.mode == "offline":
+        if self.mode == "offline" or self.estimation_epochs == SPAN:
             return self.weights_used_for(epoch, total_epochs)
         return max(1, min(self.super_epoch, total_epochs - epoch))
 
@@ -287,11 +320,29 @@ class GBlendCallback(keras.callbacks.Callback):
                 "`kg.late_fusion_model` or `kg.as_blended_model`), got "
                 f"{type(self.model).__name__}."
             )
+        fit_data = self.model.current_fit_data
+        if fit_data is not None:
+            owner = fit_data.claims.setdefault("blend_weights", self)
+            if owner is not self:
+                raise ValueError(
+                    "Two GBlendCallbacks in one fit: each would overwrite "
+                    "the other's blend weights. Pass one.")
+        if self.preset == "paper" and self.model.blend_scope != "all":
+            raise ValueError(
+                "GBlendCallback(preset='paper') trains with the paper's "
+                "literal loss, but the model was built with blend_scope="
+                f"{self.model.blend_scope!r}: build it with "
+                "blend_scope='all' (or use preset='default').")
+        if len(self.model.modalities) < 2:
+            warnings.warn(
+                "G-Blend on a model with one modality "
+                f"{list(self.model.modalities)}: it blends that modality's "
+                "head with the joint head, which reads the same input; "
+                "there is no modality to balance.")
         # Fail now, not at the first estimation (fit checks its own data).
         training_data = self._training_data()
         if self.train is not None:
             self.model.check_data(training_data, "`train` data")
-        _check_modalities_present(self.holdout, self.model, "holdout")
         self.model.check_data(self.holdout, "The holdout")
         epochs = (self.params or {}).get("epochs")
         if (
@@ -301,14 +352,14 @@ class GBlendCallback(keras.callbacks.Callback):
         ):
             warnings.warn(
                 f"Online G-Blend will never estimate in this fit: its first "
-                f"estimate is at epoch {self.warmup_epochs} (warmup_epochs) "
+                f"estimate is at epoch {self.warmup_epochs + 1} (after "
+                f"warmup_epochs={self.warmup_epochs}) "
                 f"but fit runs {epochs} epochs, so the compiled loss weights "
                 f"{self.model.blend_weights} are used throughout."
             )
 
     def _training_data(self):
         if self.train is not None:
-            _check_modalities_present(self.train, self.model, "`train` data")
             return self.train
         return self.model.current_training_rows("GBlendCallback")
 
@@ -348,20 +399,29 @@ class GBlendCallback(keras.callbacks.Callback):
             min_delta_o=self.min_delta_o,
             noise_z=self.noise_z,
             on_no_generalization="keep",
+            update_rule=self.update_rule,
+            repeats=self.clone_repeats,
         )
         self.timings.append(
             {"epoch": epoch,
              "subset": estimator.subset_seconds if drawn_now else 0.0,
              **estimate.seconds}
         )
+        unclear = (f"G-Blend estimation at epoch {epoch + 1}: no head "
+                   "clearly improved on the holdout (delta_g "
+                   f"{estimate.delta_g.tolist()}, standard errors "
+                   f"{_as_list(estimate.delta_g_se)}); ")
         if estimate.weights is None:
-            warnings.warn(
-                f"G-Blend estimation at epoch {epoch}: no head clearly "
-                f"improved on the holdout (delta_g {estimate.delta_g.tolist()}"
-                f", standard errors {_as_list(estimate.delta_g_se)}); keeping "
-                f"the previous blend weights {self.model.blend_weights}."
-            )
+            warnings.warn(unclear + "keeping the previous blend weights "
+                          f"{self.model.blend_weights}.")
         else:
+            if not np.any(estimate.generalizing):
+                worse = [h for h, w, before in zip(
+                    estimate.head_names, estimate.weights,
+                    estimate.previous_weights) if w == 0 < before]
+                warnings.warn(unclear + f"head(s) {worse} clearly got worse "
+                              "and lose their weight; the others keep "
+                              "their proportions.")
             previous = keras.ops.convert_to_numpy(
                 self.model.blend_weights_variable
             ).astype(np.float64)

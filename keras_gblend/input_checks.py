@@ -45,6 +45,22 @@ def check_range(name: str, value, low, high, low_open: bool = False,
         raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
 
 
+def check_num_classes(num_classes, multi_label: bool = False) -> int:
+    """`int(num_classes)`; raises `ValueError` naming `num_classes` unless
+    it is an integer >= 2 (>= 1 for independent multi-label outputs: one
+    softmax class is always right, loss 0)."""
+    low = 1 if multi_label else 2
+    if isinstance(num_classes, bool) or not isinstance(
+            num_classes, (int, np.integer)) or num_classes < low:
+        why = ("" if multi_label else
+               " (a softmax over one class always predicts it: loss 0, "
+               "nothing to learn)")
+        raise ValueError(
+            f"`num_classes` must be an integer >= {low}{why}, got "
+            f"{num_classes!r}.")
+    return int(num_classes)
+
+
 def _named_arrays(x):
     """`[(name, array)]` of `x`: a dict by modality, else positional."""
     if isinstance(x, dict):
@@ -100,6 +116,13 @@ def check_labels(y, what: str, num_classes: Optional[int] = None) -> None:
     `num_classes` columns."""
     labels = np.asarray(y if not isinstance(y, dict) else next(iter(y.values())))
     if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
+        if not (np.all(np.isfinite(labels)) and labels.min() >= 0
+                and labels.max() <= 1):
+            raise ValueError(
+                f"{what}: labels of shape {labels.shape} are neither class "
+                "ids nor one-hot (values such as "
+                f"{labels[(labels < 0) | (labels > 1)][:3].tolist()}); are "
+                "these features?")
         if num_classes is not None and labels.shape[1] != num_classes:
             raise ValueError(
                 f"{what}: one-hot labels have {labels.shape[1]} columns but "
@@ -134,8 +157,99 @@ def check_arrays(data: Any, what: str, num_classes: Optional[int] = None) -> Non
     `tf.data.Dataset` is left to the checks of training itself."""
     if isinstance(data, tf.data.Dataset):
         return
-    x, y, _ = input_data.split_arrays(data)
+    x, y, sample_weight = input_data.split_arrays(data)
     check_rows(x, y, what)
     check_finite(x, what)
-    if y is not None:
-        check_labels(y, what, num_classes)
+    try:
+        if y is not None:
+            check_labels(y, what, num_classes)
+        if sample_weight is not None:
+            check_sample_weight(sample_weight, what)
+    except ValueError as error:
+        if isinstance(data, list) and len(data) == 3:
+            raise ValueError(
+                f"{error} (A list [a, b, c] is read as (x, y, "
+                "sample_weight); for two modalities give (x, y) with x a "
+                "dict {modality: array} or a list [x_a, x_b].)") from None
+        raise
+
+
+def check_sample_weight(sample_weight, what: str) -> None:
+    """Raises `ValueError` unless `sample_weight` is one finite, non-negative
+    weight per row (`(n,)` or `(n, 1)`)."""
+    weights = np.asarray(sample_weight)
+    if weights.ndim > 2 or (weights.ndim == 2 and weights.shape[1] != 1) or (
+            not np.issubdtype(weights.dtype, np.number)):
+        raise ValueError(
+            f"{what}: sample weights must be one number per row, got shape "
+            f"{weights.shape}.")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(
+            f"{what}: sample weights must be finite and >= 0.")
+
+
+def check_inputs(data: Any, model_inputs: dict, what: str,
+                 allow_unbatched: bool = True) -> None:
+    """Raises `ValueError` when `data`'s inputs do not fit the model's:
+    a modality missing, an input with the wrong feature shape (naming the
+    modality, both shapes and `what`), or, unless `allow_unbatched`, a
+    dataset whose elements are single examples.
+
+    Args:
+        data: arrays tuple or `tf.data.Dataset`.
+        model_inputs: `{modality: KerasTensor}` (`model.input`).
+        what: what the data is ("The holdout").
+        allow_unbatched: whether an unbatched dataset is fine (the library
+            batches it); `fit` needs batches.
+    """
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        x = spec[0] if isinstance(spec, tuple) else spec
+        shapes = {name: tuple(s.shape) for name, s in _named_specs(x)}
+    else:
+        x = input_data.split_arrays(data)[0]
+        shapes = {name: (None,) + np.shape(a)[1:] for name, a in _named_arrays(x)}
+    if len(model_inputs) > 1 and not isinstance(x, (dict, list, tuple)):
+        raise ValueError(
+            f"{what}: x is one array but the model takes {len(model_inputs)} "
+            f"inputs {list(model_inputs)}; give x as a dict "
+            "{modality: array} (or a list in that order).")
+    if isinstance(x, dict):
+        missing = [m for m in model_inputs if m not in x]
+        if missing:
+            raise ValueError(
+                f"{what} has no input for modality(ies) {missing}; it has "
+                f"{list(x)}.")
+        pairs = [(m, shapes[m], model_inputs[m]) for m in model_inputs]
+    else:
+        pairs = [(m, shape, tensor) for (m, tensor), shape in
+                 zip(model_inputs.items(), shapes.values())]
+    for modality, shape, tensor in pairs:
+        expected = tuple(tensor.shape)
+        if len(shape) == len(expected) - 1 and isinstance(
+                data, tf.data.Dataset):
+            if allow_unbatched and _fits(shape, expected[1:]):
+                continue
+            raise ValueError(
+                f"{what} is not batched: its elements have shape {shape} "
+                f"for modality {modality!r}, whose input takes batches "
+                f"{expected}; call .batch(batch_size) on the dataset.")
+        if len(shape) != len(expected) or not _fits(shape[1:], expected[1:]):
+            raise ValueError(
+                f"{what}: modality {modality!r} has rows of shape "
+                f"{shape[1:]} but the model's input {modality!r} takes "
+                f"{expected[1:]}.")
+
+
+def _fits(shape, expected) -> bool:
+    return len(shape) == len(expected) and all(
+        s is None or e is None or s == e for s, e in zip(shape, expected))
+
+
+def _named_specs(x):
+    if isinstance(x, dict):
+        return list(x.items())
+    flat = tf.nest.flatten(x)
+    if len(flat) == 1:
+        return [("input", flat[0])]
+    return [(f"input {i}", s) for i, s in enumerate(flat)]

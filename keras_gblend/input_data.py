@@ -104,6 +104,26 @@ def dataset_factory(
     return make
 
 
+def fixed_order(data, batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """A batched dataset over `data` that yields the same elements, in the
+    same order, on every pass: arrays in their row order; a dataset cached
+    in memory by its first pass (a `shuffle` reshuffles on every pass by
+    default, which would pair one pass's predictions with another pass's
+    labels).
+
+    Args:
+        data: arrays tuple or `tf.data.Dataset` (see module docstring).
+        batch_size: as for `dataset_factory`.
+
+    Returns:
+        A batched `tf.data.Dataset`.
+    """
+    dataset = dataset_factory(data, batch_size)()
+    if isinstance(data, tf.data.Dataset):
+        dataset = dataset.cache()
+    return dataset
+
+
 def labels_of(data) -> np.ndarray:
     """All labels of `data` as a numpy array (iterates a dataset once)."""
     if isinstance(data, tf.data.Dataset):

@@ -93,7 +93,8 @@ def bootstrap_standard_errors(
 
     Each resample draws `n_V` holdout rows and `n_T'` train-subset rows with
     replacement (the same rows for every head) and recomputes ΔG and ΔO; the
-    standard errors are their standard deviations over the resamples.
+    standard errors are their standard deviations over the resamples. They
+    are the same for any order of the examples.
 
     Args:
         holdout_start, holdout_end: per-example values on `V`, shape
@@ -132,6 +133,9 @@ def bootstrap_standard_errors(
     rng = np.random.default_rng(seed)
 
     def resampled_means(differences):
+        # Rows in a canonical order (sorted by their values): the errors
+        # do not depend on the order the examples were read in.
+        differences = differences[:, np.lexsort(differences[::-1])]
         count = differences.shape[1]
         # Counts of each row in each resample: (resamples, count).
         draws = rng.multinomial(

@@ -6,6 +6,7 @@ from typing import Mapping, Optional, Sequence
 
 import keras
 
+from keras_gblend import input_checks
 from keras_gblend.blended_model import BlendedModel
 from keras_gblend.fusion import _input_shape
 from keras_gblend.mid_fusion_layers import (
@@ -141,6 +142,7 @@ def mid_fusion_model(
         num_classes=10, fusion="mid_concat_2d")
     ```
     """
+    num_classes = input_checks.check_num_classes(num_classes, multi_label)
     if fusion not in MID_FUSIONS:
         raise ValueError(
             f"`fusion` must be one of {MID_FUSIONS}, got {fusion!r}.")

@@ -153,6 +153,9 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
     ```
     """
 
+    # `BlendedModel.fit` runs it before the callbacks that read the logs.
+    writes_epoch_logs = True
+
     def __init__(self, holdout, train=None, check_epoch: int = 1,
                  epochs: Optional[int] = None, fraction: float = 0.5,
                  threshold: float = DEFAULT_THRESHOLD,

@@ -39,7 +39,9 @@ Degenerate cases (the paper does not discuss them):
   (zeroed by an earlier estimate, the unclear heads holding everything),
   they get what the blend would give them if every unclear head had
   gained at the top of its noise band (`delta_g + noise_z * SE`):
-  otherwise they would be locked out at 0 for good.
+  otherwise they would be locked out at 0 for good. When no head clearly
+  generalizes, the clearly worse heads still lose their weight to the
+  heads within noise.
 - the answer: Proposition 1 may give the joint head, the model's answer,
   weight 0; `with_weight_floor` keeps it at a floor (`GBlendCallback`'s
   `joint_weight_floor`, default `DEFAULT_JOINT_WEIGHT_FLOOR`).
@@ -49,9 +51,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-DEFAULT_MIN_DELTA_O = 1e-2
-DEFAULT_NOISE_Z = 2.0
-DEFAULT_JOINT_WEIGHT_FLOOR = 0.2
+from keras_gblend import gblend_presets
+
+_DEFAULTS = gblend_presets.preset_values("default")
+DEFAULT_MIN_DELTA_O = _DEFAULTS["min_delta_o"]
+DEFAULT_NOISE_Z = _DEFAULTS["noise_z"]
+DEFAULT_JOINT_WEIGHT_FLOOR = _DEFAULTS["joint_weight_floor"]
 
 
 class NoGeneralizationError(ValueError):
@@ -140,6 +145,44 @@ def generalizing_heads(
     return clear
 
 
+def _checked_figures(delta_g, delta_o, min_delta_o, head_names, delta_g_se,
+                     delta_o_se, noise_z):
+    """Validated `(delta_g, spread)`: `spread` is `|delta_o|` floored at
+    `min_delta_o` and, with standard errors, at `delta_o_se`."""
+    delta_g = _as_vector(delta_g, "delta_g")
+    delta_o = _as_vector(delta_o, "delta_o")
+    if delta_g.shape != delta_o.shape:
+        raise ValueError(
+            f"`delta_g` has {delta_g.size} heads but `delta_o` has "
+            f"{delta_o.size}."
+        )
+    if not min_delta_o > 0:
+        raise ValueError(f"`min_delta_o` must be > 0, got {min_delta_o}.")
+    if not noise_z >= 0:
+        raise ValueError(f"`noise_z` must be >= 0, got {noise_z}.")
+    _check_finite(delta_g, "delta_g", head_names)
+    _check_finite(delta_o, "delta_o", head_names)
+    spread = np.maximum(np.abs(delta_o), min_delta_o)
+    for name, errors in (("delta_g_se", delta_g_se), ("delta_o_se", delta_o_se)):
+        if errors is not None:
+            errors = _as_vector(errors, name)
+            if errors.shape != delta_g.shape or np.any(~(errors >= 0)):
+                raise ValueError(
+                    f"`{name}` must hold {delta_g.size} finite values >= 0, "
+                    f"got {errors.tolist()}."
+                )
+    if delta_o_se is not None:
+        spread = np.maximum(spread, np.asarray(delta_o_se, dtype=np.float64))
+    return delta_g, spread
+
+
+def _proposition_one(gains: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """`max(gains, 0) / spread**2`, normalised (all-zero gains: zeros)."""
+    unnormalized = np.maximum(gains, 0.0) / spread**2
+    total = unnormalized.sum()
+    return unnormalized / total if total > 0 else unnormalized
+
+
 def blend_weights(
     delta_g: Sequence[float],
     delta_o: Sequence[float],
@@ -177,30 +220,9 @@ def blend_weights(
     >>> blend_weights([0.3, 0.05, 0.2], [0.1, -0.3, 0.15]).round(3)
     array([0.761, 0.014, 0.225])
     """
-    delta_g = _as_vector(delta_g, "delta_g")
-    delta_o = _as_vector(delta_o, "delta_o")
-    if delta_g.shape != delta_o.shape:
-        raise ValueError(
-            f"`delta_g` has {delta_g.size} heads but `delta_o` has "
-            f"{delta_o.size}."
-        )
-    if not min_delta_o > 0:
-        raise ValueError(f"`min_delta_o` must be > 0, got {min_delta_o}.")
-    if not noise_z >= 0:
-        raise ValueError(f"`noise_z` must be >= 0, got {noise_z}.")
-    _check_finite(delta_g, "delta_g", head_names)
-    _check_finite(delta_o, "delta_o", head_names)
-    spread = np.maximum(np.abs(delta_o), min_delta_o)
-    for name, errors in (("delta_g_se", delta_g_se), ("delta_o_se", delta_o_se)):
-        if errors is not None:
-            errors = _as_vector(errors, name)
-            if errors.shape != delta_g.shape or np.any(~(errors >= 0)):
-                raise ValueError(
-                    f"`{name}` must hold {delta_g.size} finite values >= 0, "
-                    f"got {errors.tolist()}."
-                )
-    if delta_o_se is not None:
-        spread = np.maximum(spread, np.asarray(delta_o_se, dtype=np.float64))
+    delta_g, spread = _checked_figures(
+        delta_g, delta_o, min_delta_o, head_names, delta_g_se, delta_o_se,
+        noise_z)
     clear = generalizing_heads(delta_g, delta_g_se, noise_z)
     if not np.any(clear):
         noise = (
@@ -211,8 +233,13 @@ def blend_weights(
             f"No head clearly improved on the holdout (delta_g "
             f"{delta_g.tolist()}, none > 0{noise}); cannot derive a blend."
         )
-    unnormalized = np.where(clear, delta_g, 0.0) / spread**2
-    return unnormalized / unnormalized.sum()
+    return _proposition_one(np.where(clear, delta_g, 0.0), spread)
+
+
+# A pool of weight below this share is a lock-out: weights read back from a
+# float32 variable carry about 7 significant digits, so an exact zero can
+# come back as a rounding residue (issue 26: 1e-16 kept a head out).
+_LOCKED_OUT = 1e-6
 
 
 def updated_blend_weights(
@@ -233,13 +260,15 @@ def updated_blend_weights(
     - clearly generalizing (`delta_g > noise_z * SE`): they share the
       previous weight of this group and of the next one, in proportion to
       `delta_g / delta_o**2` (Proposition 1 among them); if that pool is
-      0 (they were zeroed before), their share is instead their part of
-      Proposition 1's blend over every head that is not clearly worse,
-      with each unclear head's gain at the top of its noise band
-      (`delta_g + noise_z * SE`), so they are not locked out;
-    - clearly worse on the holdout (`delta_g < -noise_z * SE`): weight 0;
-    - within noise: their previous weight (scaled down to make room in
-      the locked-out case).
+      (numerically) 0 (they were zeroed before), their share is instead
+      their part of Proposition 1's blend over every head that is not
+      clearly worse, with each unclear head's gain at the top of its noise
+      band (`delta_g + noise_z * SE`), so they are not locked out;
+    - clearly worse on the holdout (`delta_g < -noise_z * SE`): weight 0,
+      also when no head clearly generalizes;
+    - within noise: their previous weight (scaled to fill the blend when
+      the clearly worse heads' weight has no clear gain to go to; given
+      their top-of-band blend when they held nothing).
 
     When every head generalizes clearly (the usual first estimate) this is
     `blend_weights`.
@@ -255,7 +284,8 @@ def updated_blend_weights(
 
     Raises:
         ValueError: mismatched lengths or non-finite values.
-        NoGeneralizationError: no head generalizes clearly.
+        NoGeneralizationError: no head generalizes clearly and none got
+            clearly worse (nothing to change), or every head got worse.
 
     Example:
 
@@ -263,39 +293,55 @@ def updated_blend_weights(
     ...                       delta_o=[0.01, 0.2, 0.01],
     ...                       delta_g_se=[0.01, 0.02, 0.01]).round(3)
     array([0.7, 0.1, 0.2])
+    >>> updated_blend_weights([0.6, 0.2, 0.2], delta_g=[-0.5, 0.001, 0.001],
+    ...                       delta_o=[0.1, 0.1, 0.1],
+    ...                       delta_g_se=[0.01, 0.01, 0.01]).round(3)
+    array([0. , 0.5, 0.5])
     """
-    clear_weights = blend_weights(
-        delta_g, delta_o, min_delta_o=min_delta_o, head_names=head_names,
-        delta_g_se=delta_g_se, delta_o_se=delta_o_se, noise_z=noise_z,
-    )  # validates, raises NoGeneralizationError
+    delta_g, spread = _checked_figures(
+        delta_g, delta_o, min_delta_o, head_names, delta_g_se, delta_o_se,
+        noise_z)
     previous = _as_vector(previous_weights, "previous_weights")
-    if previous.shape != clear_weights.shape or np.any(~(previous >= 0)) or (
+    if previous.shape != delta_g.shape or np.any(~(previous >= 0)) or (
             not np.all(np.isfinite(previous))):
         raise ValueError(
-            f"`previous_weights` must hold {clear_weights.size} finite "
+            f"`previous_weights` must hold {delta_g.size} finite "
             f"values >= 0, got {previous.tolist()}."
         )
     total = previous.sum()
     previous = (previous / total if total > 0
                 else np.full(previous.size, 1.0 / previous.size))
-    delta_g = np.asarray(delta_g, dtype=np.float64)
     threshold = 0.0 if delta_g_se is None else noise_z * np.asarray(
         delta_g_se, dtype=np.float64)
     gaining = generalizing_heads(delta_g, delta_g_se, noise_z)
     losing = (delta_g < 0) & (delta_g < -threshold)
     unclear = ~gaining & ~losing
+    # Proposition 1 over the heads not clearly worse, each unclear head's
+    # gain at the top of its noise band: what a head that held nothing is
+    # given, so that it is not locked out for good.
+    optimistic = _proposition_one(
+        np.where(unclear, delta_g + threshold, delta_g) * ~losing, spread)
+    if not gaining.any():
+        if not losing.any():
+            return blend_weights(  # raises NoGeneralizationError
+                delta_g, delta_o, min_delta_o, head_names, delta_g_se,
+                delta_o_se, noise_z)
+        # Nothing clearly gained, but the clearly worse heads lose their
+        # weight to the heads within noise.
+        kept = np.where(unclear, previous, 0.0)
+        if kept.sum() <= _LOCKED_OUT:
+            kept = optimistic
+        if not kept.sum() > 0:
+            raise NoGeneralizationError(
+                f"Every head got worse or gained nothing on the holdout "
+                f"(delta_g {delta_g.tolist()}); cannot derive a blend."
+            )
+        return kept / kept.sum()
+    clear_weights = _proposition_one(np.where(gaining, delta_g, 0.0), spread)
     # The clear gains' share: what they held before plus what the clearly
-    # worse heads held. If that is nothing (heads zeroed earlier, the
-    # unclear ones holding everything), they would be locked out for good:
-    # then they get what the blend would give them if every unclear head
-    # had gained at the top of its noise band.
-    share = 1.0 - previous[unclear].sum()
-    if share <= 0.0:
-        optimistic = blend_weights(
-            np.where(unclear, np.maximum(delta_g + threshold, 0.0), delta_g)
-            * ~losing, delta_o, min_delta_o=min_delta_o,
-            delta_o_se=delta_o_se,
-        )
+    # worse heads held.
+    share = previous[~unclear].sum()
+    if share <= _LOCKED_OUT:
         share = optimistic[gaining].sum()
     unclear_total = previous[unclear].sum()
     weights = np.zeros_like(previous)

@@ -36,6 +36,9 @@ class OGRMonitor(keras.callbacks.Callback):
     ```
     """
 
+    # `BlendedModel.fit` runs it before the callbacks that read the logs.
+    writes_epoch_logs = True
+
     def __init__(self, holdout, train_subset, batch_size: Optional[int] = None):
         super().__init__()
         validate_holdout(holdout)

@@ -79,8 +79,10 @@ def _from_model_dir(path: str) -> EpochLogs:
             metrics = json.load(f)
         history = metrics.get("history") or {}
         if history:
-            # A resumed run's history starts at the epoch it resumed from.
-            first = int(metrics.get("initial_epoch", 0))
+            # Written before `history_first_epoch`, a resumed run's
+            # history started at the epoch it resumed from.
+            first = int(metrics.get("history_first_epoch",
+                                    metrics.get("initial_epoch", 0)))
             length = max(len(values) for values in history.values())
             return _from_dict(history, range(first, first + length))
     raise ValueError(

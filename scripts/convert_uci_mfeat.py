@@ -16,6 +16,10 @@ import os
 import numpy as np
 from absl import app, flags
 
+from flags_first import import_before_tensorflow
+
+cli = import_before_tensorflow("keras_gblend.cli")
+
 VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 
 FLAGS = flags.FLAGS
@@ -40,7 +44,8 @@ def define_flags():
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     arrays = {}
     labels = None
     for view in VIEWS:
@@ -61,4 +66,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -6,48 +6,30 @@ Example:
 """
 
 import json
-import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from flags_first import import_before_tensorflow
 
-import keras  # noqa: E402
-
-from keras_gblend import cli  # noqa: E402
-from keras_gblend import experiment  # noqa: E402
-from keras_gblend.estimation import estimate_blend_weights  # noqa: E402
+cli = import_before_tensorflow("keras_gblend.cli")
+experiment_config = import_before_tensorflow("keras_gblend.experiment_config")
 
 FLAGS = flags.FLAGS
+# The settings this script reads, as `train.py` names them but one.
+SETTINGS = ("dataset", "data_dir", "views", "estimation_epochs",
+            "estimation_fraction", "gblend_metric", "gblend_preset", "noise_z",
+            "min_delta_o", "update_rule", "clone_repeats", "fusion",
+            "hidden_units", "batch_size", "optimizer", "learning_rate", "seed")
+RENAMED = {"gblend_metric": "metric"}
+
+
+def _fields():
+    return [experiment_config.field_named(name) for name in SETTINGS]
 
 
 def define_flags():
-    defaults = experiment.ExperimentConfig()
-    flags.DEFINE_enum("dataset", defaults.dataset, experiment.DATASETS, "Dataset.")
-    flags.DEFINE_string("data_dir", None, "AV-digits folder.")
-    flags.DEFINE_list("views", list(defaults.views), "UCI views.")
-    flags.DEFINE_integer("estimation_epochs", 5, "Epochs each clone trains.",
-                         lower_bound=1)
-    flags.DEFINE_float("estimation_fraction", defaults.estimation_fraction,
-                       "Share of the training data (per class) the clones "
-                       "train on.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_enum("metric", "loss", ["loss", "accuracy"], "OGR quantity.")
-    flags.DEFINE_float("noise_z", defaults.noise_z,
-                       "A head's holdout gain counts only above this many "
-                       "bootstrap standard errors.", lower_bound=0.0)
-    flags.DEFINE_enum("fusion", defaults.fusion, list(experiment.ALL_FUSIONS),
-                      "Fusion.")
-    flags.DEFINE_integer("hidden_units", defaults.hidden_units,
-                         "Encoder width.", lower_bound=1)
-    flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.",
-                         lower_bound=1)
-    flags.DEFINE_enum("optimizer", defaults.optimizer,
-                      list(experiment.OPTIMIZERS), "Clones' optimizer.")
-    flags.DEFINE_float("learning_rate", None,
-                       "Learning rate (default: Keras's for --optimizer).",
-                       lower_bound=0.0)
-    flags.DEFINE_integer("seed", 0, "Seed.")
+    cli.define_flags(_fields(), experiment_config.check_value,
+                     renamed=RENAMED, defaults={"estimation_epochs": 5})
     flags.DEFINE_string("out", None, "Optional JSON output path.")
 
 
@@ -56,34 +38,46 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if FLAGS.out:
         cli.check_writable(FLAGS.out, "out")  # before any of the work
-    config = experiment.ExperimentConfig(
-        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, views=tuple(FLAGS.views),
-        method="gblend_offline", fusion=FLAGS.fusion,
-        hidden_units=FLAGS.hidden_units, batch_size=FLAGS.batch_size,
-        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
-        estimation_fraction=FLAGS.estimation_fraction,
-        seed=FLAGS.seed, verbose=0)
+    values = cli.flag_values(_fields(), RENAMED)
+    if not isinstance(values["estimation_epochs"], int):
+        raise app.UsageError(
+            "--estimation_epochs: a number of epochs here (this script trains "
+            "no run whose length 'auto' or 'span' could follow).")
+    config = experiment_config.ExperimentConfig(
+        **values, method="gblend_offline", verbose=0)
     try:
         config.validate()
     except ValueError as error:
-        raise app.UsageError(f"--{error}")
+        raise app.UsageError(
+            experiment_config.flag_message(error) or str(error))
+    config = config.resolved()
+    with cli.quiet_tensorflow():
+        import keras
+        from keras_gblend import experiment
+        from keras_gblend.estimation import estimate_blend_weights
     keras.utils.set_random_seed(config.seed)
     train, holdout, _, encoders, num_classes = experiment.load_data(config)
     model = experiment.build_model(config, encoders(), num_classes)
     estimate = estimate_blend_weights(
-        model, train, holdout, epochs=FLAGS.estimation_epochs,
-        metric=FLAGS.metric, estimation_fraction=config.estimation_fraction,
+        model, train, holdout, epochs=config.estimation_epochs,
+        metric=config.gblend_metric,
+        estimation_fraction=config.estimation_fraction,
         batch_size=config.batch_size, seed=config.seed,
-        noise_z=FLAGS.noise_z, on_no_generalization="keep")
+        noise_z=config.noise_z, min_delta_o=config.min_delta_o,
+        update_rule=config.update_rule, repeats=config.clone_repeats,
+        on_no_generalization="keep")
     report = {
         "weights": estimate.weights_dict(),
         "previous_weights": dict(zip(estimate.head_names,
                                      estimate.previous_weights.tolist())),
-        **{figure: dict(zip(estimate.head_names, getattr(estimate, figure).tolist()))
+        **{figure: (None if getattr(estimate, figure) is None else
+                    dict(zip(estimate.head_names,
+                             getattr(estimate, figure).tolist())))
            for figure in ("delta_o", "delta_g", "ogr", "delta_g_se",
                           "delta_o_se", "generalizing")},
-        "metric": FLAGS.metric,
-        "estimation_epochs": FLAGS.estimation_epochs,
+        "metric": config.gblend_metric,
+        "gblend_preset": config.gblend_preset,
+        "estimation_epochs": config.estimation_epochs,
         "estimation_fraction": config.estimation_fraction,
         "seconds": estimate.seconds,
     }

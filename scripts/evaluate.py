@@ -12,19 +12,14 @@ Example:
 
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from flags_first import import_before_tensorflow
 
-import keras  # noqa: E402
-
-from keras_gblend import cli  # noqa: E402
-from keras_gblend import experiment  # noqa: E402
-from keras_gblend.answer import select_answer  # noqa: E402
-from keras_gblend.multilabel import mean_auc, mean_average_precision  # noqa: E402,E501
+cli = import_before_tensorflow("keras_gblend.cli")
+experiment_config = import_before_tensorflow("keras_gblend.experiment_config")
 
 FLAGS = flags.FLAGS
 
@@ -38,7 +33,8 @@ def define_flags():
                         "(default: the run's config.json).")
 
 
-def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray,
+                   k: int) -> float:
     top = np.argsort(-probabilities, axis=1)[:, :k]
     return float(np.mean([label in row for row, label in zip(top, labels)]))
 
@@ -53,7 +49,7 @@ def main(argv):
             raise app.UsageError(f"--model_dir: {path} does not exist.")
     with open(config_path) as f:
         try:
-            config = experiment.config_from_json(json.load(f))
+            config = experiment_config.config_from_json(json.load(f))
         except (ValueError, TypeError) as error:
             raise app.UsageError(f"--model_dir: {config_path}: {error}")
     if FLAGS.data_dir:
@@ -65,7 +61,13 @@ def main(argv):
         if message.startswith("data_dir") and not FLAGS.data_dir:
             message += (" The run's data may have moved: pass its new "
                         "folder with --data_dir.")
-        raise app.UsageError(experiment.flag_message(message) or message)
+        raise app.UsageError(
+            experiment_config.flag_message(message) or message)
+    with cli.quiet_tensorflow():
+        import keras
+        from keras_gblend import experiment
+        from keras_gblend.answer import select_answer
+        from keras_gblend.multilabel import mean_auc, mean_average_precision
     _, holdout, test, _, num_classes = experiment.load_data(config)
     if FLAGS.top_k > num_classes and not config.multi_label:
         raise app.UsageError(

@@ -7,15 +7,11 @@ Example:
         --image_noise 0.3
 """
 
-import os
-import sys
-
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from flags_first import import_before_tensorflow
 
-from keras_gblend import cli  # noqa: E402
-from keras_gblend.datasets import make_av_digits  # noqa: E402
+cli = import_before_tensorflow("keras_gblend.cli")
 
 FLAGS = flags.FLAGS
 
@@ -36,6 +32,8 @@ def define_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    with cli.quiet_tensorflow():
+        from keras_gblend.datasets import make_av_digits
     meta = make_av_digits(
         FLAGS.out, n=FLAGS.n, seed=FLAGS.seed, test_fraction=FLAGS.test_fraction,
         audio_noise=FLAGS.audio_noise, image_noise=FLAGS.image_noise,

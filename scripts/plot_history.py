@@ -6,14 +6,12 @@ Example:
 """
 
 import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from flags_first import import_before_tensorflow
 
-from keras_gblend import cli  # noqa: E402
-from keras_gblend.plotting import plot_history  # noqa: E402
+cli = import_before_tensorflow("keras_gblend.cli")
 
 FLAGS = flags.FLAGS
 
@@ -34,6 +32,8 @@ def main(argv):
     if not os.path.isdir(FLAGS.model_dir):
         raise app.UsageError(f"--model_dir: {FLAGS.model_dir} is not a folder.")
     out = FLAGS.out or os.path.join(FLAGS.model_dir, "history.png")
+    with cli.quiet_tensorflow():
+        from keras_gblend.plotting import plot_history
     try:
         plot_history(FLAGS.model_dir, out=out, dpi=FLAGS.dpi)
     except ValueError as error:

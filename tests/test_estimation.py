@@ -108,7 +108,7 @@ def test_clones_deserialize_custom_layers_through_custom_objects():
                                        keras.layers.Dense(4)])}
     model = kg.late_fusion_model(encoders, num_classes=3)
     model.compile(keras.optimizers.SGD(0.05),
-                  keras.losses.SparseCategoricalCrossentropy())
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(Exception, match="_UnregisteredScale"):
         kg.estimate_blend_weights(model, train, holdout, epochs=1,
                                   noise_z=None)
@@ -121,8 +121,17 @@ def test_clones_deserialize_custom_layers_through_custom_objects():
 def test_a_model_compiled_with_a_loss_name_clones_saves_and_loads(tmp_path):
     # Keras turns "sparse_categorical_crossentropy" into a function; the
     # model wraps it in a Loss that must rebuild in clones and .keras files.
+    # (A probability loss: the heads end in a softmax.)
     train, holdout = _split()
-    model = toy_model()
+    keras.utils.set_random_seed(0)
+    inputs = {"a": keras.Input((6,), name="a"), "v": keras.Input((4,), name="v")}
+    features = {m: keras.layers.Dense(8, activation="relu")(t)
+                for m, t in inputs.items()}
+    model = kg.BlendedModel(inputs=inputs, outputs={
+        **{m: keras.layers.Dense(3, activation="softmax", name=f"{m}_head")(f)
+           for m, f in features.items()},
+        "joint": keras.layers.Dense(3, activation="softmax", name="joint")(
+            keras.layers.Concatenate()(list(features.values())))})
     model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
     estimate = kg.estimate_blend_weights(model, train, holdout, epochs=1,
                                          noise_z=None)
@@ -303,3 +312,68 @@ def test_fresh_optimizer_of_a_fresh_optimizer_continues_from_both_steps():
     clone_optimizer.iterations.assign(9)  # 12 + 9 = 21: past step 20
     again = estimation.fresh_optimizer(clone_optimizer)
     np.testing.assert_allclose(float(again.learning_rate), 0.1)
+
+
+def test_a_shuffled_holdout_gives_the_estimate_of_the_unshuffled_one():
+    # Issue 26: the labels were read in one pass and the predictions in
+    # another; a reshuffling dataset paired them with other examples.
+    import tensorflow as tf
+
+    train, holdout = _split()
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    plain = tf.data.Dataset.from_tensor_slices(holdout).batch(8)
+    shuffled = tf.data.Dataset.from_tensor_slices(holdout).shuffle(
+        len(holdout[1]), seed=3, reshuffle_each_iteration=True).batch(8)
+    estimates = [kg.estimate_blend_weights(model, train, ds, epochs=2)
+                 for ds in (plain, shuffled)]
+    for field in ("holdout_start", "holdout_end", "delta_g", "delta_o",
+                  "delta_g_se", "delta_o_se", "weights"):
+        np.testing.assert_allclose(getattr(estimates[0], field),
+                                   getattr(estimates[1], field),
+                                   rtol=1e-5, atol=1e-7, err_msg=field)
+    # The same holds for the answer chosen on it.
+    answers = [kg.select_answer(model, ds) for ds in (plain, shuffled)]
+    assert answers[0].holdout_log_loss == pytest.approx(
+        answers[1].holdout_log_loss, rel=1e-6)
+    assert answers[1].accuracy(model, shuffled) == pytest.approx(
+        answers[0].holdout_accuracy)
+
+
+def test_the_train_subset_keeps_sample_weights_and_labels_per_head():
+    # Issue 26: T' dropped sample weights (and broke on {head: y} labels)
+    # for array data, while V kept them.
+    x, y = toy_data(n=40)
+    weight = np.linspace(0.0, 2.0, 40).astype("float32")
+    elements = list(estimation.train_subset_dataset(
+        (x, y, weight), fraction=0.5, batch_size=40, seed=0))
+    assert len(elements) == 1 and len(elements[0]) == 3
+    x_subset, y_subset, w_subset = (np.asarray(t) if not isinstance(t, dict)
+                                    else t for t in elements[0])
+    rows = [int(np.flatnonzero((x["a"] == r).all(axis=1))[0])
+            for r in np.asarray(x_subset["a"])]
+    np.testing.assert_array_equal(w_subset, weight[rows])
+    np.testing.assert_array_equal(y_subset, y[rows])
+    per_head = {h: y for h in ("a", "v", "joint")}
+    (_, labels), = estimation.train_subset_dataset(
+        (x, per_head), fraction=0.5, batch_size=40, seed=0)
+    assert sorted(labels) == ["a", "joint", "v"]
+    np.testing.assert_array_equal(labels["joint"], y[rows])
+
+
+def test_train_losses_on_t_prime_are_weighted_as_on_the_holdout():
+    # Zero weight on every example of class 0: T' and V both measure the
+    # loss of the other classes only, so with T' = V (the same rows) the
+    # overfitting O = L^V - L^T' is 0 at both checkpoints.
+    x, y = toy_data(n=90, seed=4)
+    weight = (y != 0).astype("float32")
+    model = compiled_toy_model(keras.optimizers.SGD(0.05))
+    data = (x, y, weight)
+    estimate = kg.estimate_blend_weights(
+        model, data, data, epochs=1, train_subset=data, noise_z=None)
+    np.testing.assert_allclose(estimate.train_start, estimate.holdout_start,
+                               rtol=1e-6)
+    default_subset = kg.estimate_blend_weights(
+        model, data, data, epochs=1, train_subset_fraction=1.0,
+        estimation_fraction=1.0, noise_z=None)
+    np.testing.assert_allclose(default_subset.train_start,
+                               estimate.holdout_start, rtol=1e-6)

@@ -68,7 +68,16 @@ def test_killed_run_resumes_to_identical_weights(reference, tmp_path, after_chec
     for ours, theirs in zip(model.get_weights(), reference_model.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
     assert metrics["blend_weights"] == reference_metrics["blend_weights"]
-    # The schedule position and estimates survived the kill.
-    assert metrics["history"]["gblend/estimation_epoch"] == (
-        reference_metrics["history"]["gblend/estimation_epoch"][metrics["initial_epoch"]:]
-    )
+    # The schedule position and estimates survived the kill, and the
+    # history covers the whole run, the epochs before the kill included
+    # (read back from the run's logs), as the uninterrupted run's does.
+    history, reference_history = metrics["history"], reference_metrics["history"]
+    assert history["gblend/estimation_epoch"] == (
+        reference_history["gblend/estimation_epoch"])
+    assert len(history["loss"]) == 8
+    np.testing.assert_allclose(history["loss"], reference_history["loss"],
+                               rtol=1e-6)
+    # Its wall time includes the seconds trained before the kill.
+    progress = json.load(open(os.path.join(model_dir, "checkpoints",
+                                           "progress.json")))
+    assert metrics["wall_time_s"] > progress[str(metrics["initial_epoch"])] > 0
