@@ -22,8 +22,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["keras_gblend", "keras_gblend.*"]),
-    package_data={"keras_gblend.datasets": ["data/*.npz", "data/*.md"]},
+    # The data folder is listed as a package of its own: setuptools warns
+    # about (and will stop installing) data folders that are not.
+    packages=find_packages(include=["keras_gblend", "keras_gblend.*"])
+    + ["keras_gblend.datasets.data"],
+    package_data={"keras_gblend.datasets.data": ["*.npz", "*.md"]},
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.21,<2.22",

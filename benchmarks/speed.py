@@ -289,7 +289,7 @@ def online_vs_naive_times():
     """Rows of `fit` wall time: naive training, online G-Blend on all the
     training data and at the default `estimation_fraction`, with where
     the estimates' time went."""
-    default = experiment.ExperimentConfig().estimation_fraction
+    default = experiment.ExperimentConfig().resolved().estimation_fraction
     variants = [("naive", 1.0), ("gblend_online", 1.0)]
     if default != 1.0:
         variants.append(("gblend_online", default))
@@ -321,7 +321,7 @@ def online_vs_naive_times():
                     [r["test_accuracy"]["joint"] for r in results])),
             })
             print(rows[-1], flush=True)
-    defaults = experiment.ExperimentConfig()
+    defaults = experiment.ExperimentConfig().resolved()
     lines = ["## Online G-Blend vs naive training", "",
              f"Online G-Blend at the paper's schedule (estimates at epoch "
              f"{defaults.warmup_epochs}, then after a first super-epoch of "

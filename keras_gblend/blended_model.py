@@ -702,9 +702,13 @@ class BlendedModel(keras.Model):
         )
 
     def _is_multi_worker(self) -> bool:
+        # Keras reduces across workers only in multi-worker mode (a cluster
+        # in TF_CONFIG); a MultiWorkerMirroredStrategy without one runs as
+        # one worker, whose logs must stay scalars (TensorBoard).
+        strategy = self.distribute_strategy
         return isinstance(
-            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
-        )
+            strategy, tf.distribute.MultiWorkerMirroredStrategy
+        ) and strategy.extended._in_multi_worker_mode()
 
     def _for_multi_worker_reduce(self, logs):
         # Keras 3.15 reduces step logs across a MultiWorkerMirroredStrategy

@@ -6,7 +6,8 @@ line, `<script>: error: <message>`: a bad flag or setting exits with status
 2 (`UsageError`), a run that cannot go on (bad data, a diverged run, a file
 that cannot be written) with status 1 (`ScriptError`), Ctrl-C with 130.
 `--help` prints the script's flags and exits 0. TensorFlow's start-up lines
-are kept from the terminal unless `TF_CPP_MIN_LOG_LEVEL` is set.
+are kept from the terminal unless the user asks for them
+(`TF_CPP_MIN_LOG_LEVEL` below 3).
 
 `define_flags` makes the flags from `ExperimentConfig`'s declarations, so a
 flag accepts exactly what `ExperimentConfig.validate` accepts.
@@ -57,7 +58,12 @@ def _parse_flags(argv: List[str]) -> List[str]:
 
 
 def _flag_error_text(error: flags.Error) -> str:
-    """`--name: reason` from absl's `flag --name=value: reason`."""
+    """`--name: reason` from absl's `flag --name=value: reason` (or its
+    unknown-flag message)."""
+    if isinstance(error, flags.UnrecognizedFlagError):
+        tip = str(error).partition(". Did you mean: ")[2].rstrip(" ?")
+        close = f" (did you mean --{tip}?)" if tip else ""
+        return f"--{error.flagname}: unknown flag{close}; --help lists them."
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if text.startswith("flag --") and ": " in text:
         flag, reason = text[len("flag "):].split(": ", 1)
@@ -74,7 +80,8 @@ def run(main: Callable[[List[str]], None],
         on_interrupt: returns the line to print after Ctrl-C (e.g. where a
             rerun resumes); default "interrupted".
     """
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") == "3":
+        # Unless the user asked for TensorFlow's lines (a level below 3).
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         os.environ["_KERAS_GBLEND_QUIET"] = "1"
 
@@ -100,9 +107,9 @@ def run(main: Callable[[List[str]], None],
 @contextlib.contextmanager
 def quiet_tensorflow():
     """Keeps the lines TensorFlow's C++ runtime prints while it starts
-    (CUDA probes, CPU features) from the terminal, unless the user set
-    `TF_CPP_MIN_LOG_LEVEL`. Import TensorFlow inside it; what was kept back
-    is printed if the import fails."""
+    (CUDA probes, CPU features) from the terminal, unless the user asked
+    for them (`TF_CPP_MIN_LOG_LEVEL` below 3). Import TensorFlow inside it;
+    what was kept back is printed if the import fails."""
     if os.environ.get("_KERAS_GBLEND_QUIET") != "1":
         yield
         return

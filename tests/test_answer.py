@@ -88,7 +88,14 @@ def test_head_probabilities_are_a_row_wise_stable_softmax():
 
 
 def test_outputs_are_logits_reads_each_head_loss():
-    model = toy_model()
+    # Head a outputs logits; v and joint end in a softmax.
+    inputs = {"a": keras.Input((6,), name="a"), "v": keras.Input((4,), name="v")}
+    model = kg.BlendedModel(inputs=inputs, outputs={
+        "a": keras.layers.Dense(3, name="a_head")(inputs["a"]),
+        "v": keras.layers.Dense(3, activation="softmax", name="v_head")(
+            inputs["v"]),
+        "joint": keras.layers.Dense(3, activation="softmax", name="joint")(
+            keras.layers.Concatenate()(list(inputs.values())))})
     with pytest.raises(ValueError,
                        match=r"^Compile the model before choosing its answer"):
         answer_lib.outputs_are_logits(model)

@@ -81,7 +81,7 @@ def test_methods_start_from_the_papers_weights():
     with pytest.raises(ValueError, match="pretrain_epochs"):
         experiment.ExperimentConfig(method="pretrain_finetune", epochs=4,
                                     pretrain_epochs=4).validate()
-    with pytest.raises(ValueError, match="fusion must be one of"):
+    with pytest.raises(ValueError, match="fusion: must be one of"):
         experiment.ExperimentConfig(fusion="mid").validate()
 
 

@@ -14,7 +14,7 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 def kg_default_fraction():
     from keras_gblend import experiment
-    return experiment.ExperimentConfig().estimation_fraction
+    return experiment.ExperimentConfig().resolved().estimation_fraction
 
 
 def _run(script, *flags):
