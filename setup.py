@@ -31,7 +31,9 @@ setup(
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorboard>=2.21,<2.22",
-        "keras>=3.15",
+        # Private Keras members the library uses are tested for 3.15
+        # (keras_gblend/model/keras_compat.py); allow no untested minor.
+        "keras>=3.15,<3.16",
         "numpy",
         "absl-py",
     ],

@@ -23,7 +23,7 @@ Usage:
         --learning_rate=0.05 --lr_schedule=cosine \
         --data_dirs=/tmp/avd_clean,/tmp/avd_noisy          # (~90 min)
 
-Writes benchmarks/results/accuracy_<dataset>.{md,json}.
+Writes benchmarks/results/accuracy/accuracy_<dataset>.{md,json}.
 """
 
 import ast
@@ -38,8 +38,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from keras_gblend import cli  # noqa: E402
-from keras_gblend import experiment  # noqa: E402
+from keras_gblend.experiment import cli  # noqa: E402
+from keras_gblend.experiment import config as experiment_config, methods, run  # noqa: E402
 from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def define_flags():
-    flags.DEFINE_enum("dataset", "uci_mfeat", experiment.DATASETS, "Dataset.")
+    flags.DEFINE_enum("dataset", "uci_mfeat", experiment_config.DATASETS, "Dataset.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
     flags.DEFINE_integer("epochs", 40, "Epochs per run (same for all methods).")
     flags.DEFINE_multi_string(
@@ -55,17 +55,18 @@ def define_flags():
         "UCI view sets, each comma-separated.")
     flags.DEFINE_list("data_dirs", [],
                       "AV-digits folders (e.g. two noise levels).")
-    flags.DEFINE_list("methods", list(experiment.METHODS),
+    flags.DEFINE_list("methods", list(experiment_config.METHODS),
                       "Methods (as scripts/train.py --method, incl. "
                       "unimodal:<m>), each optionally with its own settings: "
                       "method[field=value;...].")
     flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.")
-    flags.DEFINE_enum("lr_schedule", "constant", experiment.LR_SCHEDULES,
+    flags.DEFINE_enum("lr_schedule", "constant", experiment_config.LR_SCHEDULES,
                       "Learning rate schedule (cosine: to 0 over --epochs).")
     flags.DEFINE_list("alphas", ["0.5"],
                       "OGM-GE alphas: each OGM method gets a row per alpha.")
     flags.DEFINE_string("out", None, "Output path without extension "
-                        "(default benchmarks/results/accuracy_<dataset>).")
+                        "(default benchmarks/results/accuracy/"
+                        "accuracy_<dataset>).")
 
 
 def mean_std(values):
@@ -73,7 +74,7 @@ def mean_std(values):
 
 
 _OVERRIDES = re.compile(r"^([^\[\]]+)(?:\[(.*)\])?$")
-_FIELDS = {f.name for f in dataclasses.fields(experiment.ExperimentConfig)}
+_FIELDS = {f.name for f in dataclasses.fields(experiment_config.ExperimentConfig)}
 
 
 def parse_method(entry):
@@ -97,7 +98,7 @@ def parse_method(entry):
 
 def trained_heads(method, heads):
     """Heads a method trains (the others' accuracy is not reported)."""
-    modality = experiment.unimodal_modality(method)
+    modality = methods.unimodal_modality(method)
     if modality is not None:
         return [modality]
     if method == "unimodal":
@@ -114,7 +115,9 @@ def settings():
     if FLAGS.dataset == "av_digits":
         if not FLAGS.data_dirs:
             raise app.UsageError("--data_dirs is required for av_digits.")
-        return [(f"AV-digits {d}{av_digits_noise(d)}",
+        # The folder by its name only: no machine path in the results.
+        return [(f"AV-digits {os.path.basename(os.path.normpath(d))}"
+                 f"{av_digits_noise(d)}",
                  {"dataset": "av_digits", "data_dir": d})
                 for d in FLAGS.data_dirs]
     return [(f"views {v}", {"views": tuple(v.split(","))})
@@ -155,7 +158,7 @@ def make_config(method, seed, kwargs, alpha, overrides=None):
                     learning_rate=FLAGS.learning_rate,
                     lr_schedule=FLAGS.lr_schedule, verbose=0, **kwargs)
     settings.update(overrides or {})
-    return experiment.ExperimentConfig(method=method, seed=seed, **settings)
+    return experiment_config.ExperimentConfig(method=method, seed=seed, **settings)
 
 
 def worst_against_naive(rows, row):
@@ -166,7 +169,7 @@ def worst_against_naive(rows, row):
         return None
     base = {run["seed"]: run["test_accuracy"]["joint"]
             for run in naive[0]["runs"]}
-    head = experiment.unimodal_modality(row["method"]) or "joint"
+    head = methods.unimodal_modality(row["method"]) or "joint"
     gaps = [100 * (run["test_accuracy"][head] - base[run["seed"]])
             for run in row["runs"] if run["seed"] in base]
     return min(gaps) if gaps else None
@@ -203,7 +206,7 @@ def main(argv):
         for label, method, alpha, overrides in rows_to_run:
             runs = []
             for seed in seeds:
-                result = experiment.run_experiment(
+                result = run.run_experiment(
                     make_config(method, seed, kwargs, alpha, overrides))
                 runs.append({"seed": seed, **{k: result[k] for k in
                              ("views", "test_accuracy", "blend_weights",
@@ -261,7 +264,8 @@ def main(argv):
         lines.append("")
     text = "\n".join(lines)
     print(text)
-    out = FLAGS.out or os.path.join(HERE, "results", f"accuracy_{FLAGS.dataset}")
+    out = FLAGS.out or os.path.join(HERE, "results", "accuracy",
+                                    f"accuracy_{FLAGS.dataset}")
     write_results(out, text, tables)
 
 

@@ -30,7 +30,7 @@ A run stopped by its budget resumes where it stopped when started again
 with the same `--workdir` (mutmut keeps each mutant's result there; the
 sources and tests are refreshed, and mutmut re-checks what they changed).
 
-Writes benchmarks/results/mutation.{md,json}.
+Writes benchmarks/results/test_quality/mutation.{md,json}.
 """
 
 import ast
@@ -84,7 +84,8 @@ def define_flags():
     flags.DEFINE_string("workdir", os.path.join(REPO, "runs", "mutation"),
                         "Work folder (kept between runs, so that a run "
                         "resumes).")
-    flags.DEFINE_string("out", os.path.join(HERE, "results", "mutation"),
+    flags.DEFINE_string("out", os.path.join(HERE, "results", "test_quality",
+                                             "mutation"),
                         "Output path without extension.")
     flags.DEFINE_integer("sample", 0,
                          "Check only this many mutants per module, drawn at "

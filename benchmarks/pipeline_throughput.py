@@ -7,7 +7,7 @@ Usage:
     python scripts/make_av_digits.py --out /tmp/av_digits --n 2000
     python benchmarks/pipeline_throughput.py --data_dir=/tmp/av_digits
 
-Writes benchmarks/results/pipeline_throughput.{md,json}.
+Writes benchmarks/results/speed/pipeline_throughput.{md,json}.
 """
 
 import os
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from keras_gblend import cli  # noqa: E402
+from keras_gblend.experiment import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import data as kd  # noqa: E402
 from keras_gblend.datasets import av_digits  # noqa: E402
@@ -39,7 +39,7 @@ def define_flags():
     flags.DEFINE_integer("repeats", 3, "Interleaved repeats (median).",
                          lower_bound=1)
     flags.DEFINE_string(
-        "out", os.path.join(HERE, "results", "pipeline_throughput"),
+        "out", os.path.join(HERE, "results", "speed", "pipeline_throughput"),
         "Output path without extension.")
 
 

@@ -10,7 +10,7 @@ Usage:
     python benchmarks/planted_bugs.py            # ~5 min on 2 CPU cores
     python benchmarks/planted_bugs.py --only=clone_trains_every_head
 
-Writes benchmarks/results/planted_bugs.{md,json}.
+Writes benchmarks/results/test_quality/planted_bugs.{md,json}.
 """
 
 import os
@@ -206,7 +206,8 @@ BUGS = {
 
 def define_flags():
     flags.DEFINE_list("only", [], "Names of the bugs to plant (default all).")
-    flags.DEFINE_string("out", os.path.join(HERE, "results", "planted_bugs"),
+    flags.DEFINE_string("out", os.path.join(HERE, "results", "test_quality",
+                                             "planted_bugs"),
                         "Output path without extension.")
 
 

@@ -1,14 +1,81 @@
-"""Writes a benchmark's results: the markdown table and its JSON."""
+"""Writes a benchmark's results: the markdown table and its JSON, each
+stamped with the command that made it and the commit it ran on."""
 
 import json
 import os
+import shlex
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Folders of the machine a benchmark ran on: an argument naming a path in
+# one of them is shown by its last component only.
+MACHINE_FOLDERS = ("/tmp", "/root", "/home")
+
+
+def _shown(value: str) -> str:
+    """`value` with every comma-separated absolute path under one of
+    `MACHINE_FOLDERS` replaced by its last component."""
+    def one(part):
+        if any(part == f or part.startswith(f + "/") for f in MACHINE_FOLDERS):
+            return os.path.basename(os.path.normpath(part))
+        return part
+
+    return ",".join(one(part) for part in value.split(","))
+
+
+def command_line(argv=None) -> str:
+    """The command as run: `python benchmarks/<script> <args>`, each
+    argument (or `--flag=` value) naming a path under /tmp, /root or
+    /home shown by its basename."""
+    argv = list(sys.argv if argv is None else argv)
+    words = ["python", "benchmarks/" + os.path.basename(argv[0])]
+    for arg in argv[1:]:
+        if arg.startswith("-") and "=" in arg:
+            flag, _, value = arg.partition("=")
+            arg = f"{flag}={_shown(value)}"
+        else:
+            arg = _shown(arg)
+        words.append(shlex.quote(arg))
+    return " ".join(words)
+
+
+def current_commit() -> str:
+    """`git rev-parse --short HEAD` of this repository, with
+    "+uncommitted changes" when `git status --porcelain` lists anything;
+    "unknown" if git fails."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        if not commit:
+            return "unknown"
+        if git("status", "--porcelain").strip():
+            commit += "+uncommitted changes"
+        return commit
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def stamp_line(command: str, commit: str) -> str:
+    """The line written under a table's title."""
+    return f"Made by: `{command}` · commit {commit}"
 
 
 def write_results(out: str, markdown: str, data) -> None:
     """Writes `markdown` to `<out>.md` and `data` to `<out>.json`, making
-    the folder if needed."""
+    the folder if needed. The markdown gets a `Made by:` line under its
+    first (title) line; a dict `data` gets "made_by" and "commit" keys."""
+    command, commit = command_line(), current_commit()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    title, _, rest = markdown.rstrip("\n").partition("\n")
+    text = title + "\n" + stamp_line(command, commit) + (
+        "\n" + rest if rest else "")
     with open(out + ".md", "w") as f:
-        f.write(markdown.rstrip("\n") + "\n")
+        f.write(text + "\n")
+    if isinstance(data, dict):
+        data = {"made_by": command, "commit": commit, **data}
     with open(out + ".json", "w") as f:
         json.dump(data, f, indent=2)

@@ -15,7 +15,7 @@ Usage:
     python benchmarks/speed.py --av_digits_dir=/tmp/avd  # ~25 min, 2 cores
     python benchmarks/speed.py --steps=5 --repeats=1 --epochs=3 --view_sets=fac,mor
 
-Writes benchmarks/results/speed.{md,json}.
+Writes benchmarks/results/speed/speed.{md,json}.
 """
 
 import json
@@ -32,9 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_gblend import cli  # noqa: E402
+from keras_gblend.experiment import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
-from keras_gblend import estimation, experiment  # noqa: E402
+from keras_gblend.gblend import blend_estimate  # noqa: E402
+from keras_gblend.experiment import build as experiment_build  # noqa: E402
+from keras_gblend.experiment import config as experiment_config, run  # noqa: E402
 import ogm_reference  # noqa: E402
 from results_files import write_results  # noqa: E402
 
@@ -79,7 +81,7 @@ def define_flags():
         "Estimation: UCI view sets (k = number of views).")
     flags.DEFINE_multi_enum("sections", list(SECTIONS), list(SECTIONS),
                             "Which comparisons to run.")
-    flags.DEFINE_string("out", os.path.join(HERE, "results", "speed"),
+    flags.DEFINE_string("out", os.path.join(HERE, "results", "speed", "speed"),
                         "Output path without extension.")
 
 
@@ -289,7 +291,7 @@ def online_vs_naive_times():
     """Rows of `fit` wall time: naive training, online G-Blend on all the
     training data and at the default `estimation_fraction`, with where
     the estimates' time went."""
-    default = experiment.ExperimentConfig().resolved().estimation_fraction
+    default = experiment_config.ExperimentConfig().resolved().estimation_fraction
     variants = [("naive", 1.0), ("gblend_online", 1.0)]
     if default != 1.0:
         variants.append(("gblend_online", default))
@@ -298,8 +300,8 @@ def online_vs_naive_times():
         runs = {variant: [] for variant in variants}
         for _ in range(repeats):
             for method, fraction in variants:
-                runs[(method, fraction)].append(experiment.run_experiment(
-                    experiment.ExperimentConfig(
+                runs[(method, fraction)].append(run.run_experiment(
+                    experiment_config.ExperimentConfig(
                         method=method, estimation_fraction=fraction,
                         batch_size=FLAGS.batch_size, verbose=0, **kwargs)))
         base = np.median([r["wall_time_s"] for r in runs[variants[0]]])
@@ -309,7 +311,7 @@ def online_vs_naive_times():
                 phase: float(np.median([
                     sum(t[phase] for t in r["estimation_timings"])
                     for r in results]))
-                for phase in ("subset",) + estimation.SECONDS}
+                for phase in ("subset",) + blend_estimate.SECONDS}
             rows.append({
                 "setting": title, "method": method, "repeats": repeats,
                 "estimation_fraction": fraction if method != "naive" else None,
@@ -321,7 +323,7 @@ def online_vs_naive_times():
                     [r["test_accuracy"]["joint"] for r in results])),
             })
             print(rows[-1], flush=True)
-    defaults = experiment.ExperimentConfig().resolved()
+    defaults = experiment_config.ExperimentConfig().resolved()
     lines = ["## Online G-Blend vs naive training", "",
              f"Online G-Blend at the paper's schedule (estimates at epoch "
              f"{defaults.warmup_epochs}, then after a first super-epoch of "
@@ -350,7 +352,7 @@ def online_vs_naive_times():
             f"{r['fit_s']:.1f} | {r['ratio_to_naive']:.2f} | "
             f"{r['estimates']} | {r['estimation_s']:.1f} | "
             + " | ".join(f"{r[f'{p}_s']:.2f}" for p in
-                         ("subset",) + estimation.SECONDS)
+                         ("subset",) + blend_estimate.SECONDS)
             + f" | {100 * r['joint_test_accuracy']:.1f} |")
     return rows, lines
 
@@ -359,13 +361,13 @@ def estimation_times():
     """Rows of estimation time, fused vs separate clones, per view set."""
     setups = []
     for view_set in FLAGS.view_sets:
-        config = experiment.ExperimentConfig(
+        config = experiment_config.ExperimentConfig(
             views=tuple(view_set.split(",")), method="gblend_offline",
             batch_size=FLAGS.batch_size, verbose=0)
         config.validate()
         keras.utils.set_random_seed(0)
-        train, holdout, _, encoders, num_classes = experiment.load_data(config)
-        model = experiment.build_model(config, encoders(), num_classes)
+        train, holdout, _, encoders, num_classes = experiment_build.load_data(config)
+        model = experiment_build.build_model(config, encoders(), num_classes)
         setups.append((config.views, model, train, holdout))
 
     def estimate(model, train, holdout, fused):

@@ -12,7 +12,7 @@ Usage:
     python benchmarks/subset_weights.py --av_digits_dir=/tmp/avd   # ~25 min
     python benchmarks/subset_weights.py --seeds=0 --fractions=0.5,1 --settings=uci_fac_mor
 
-Writes benchmarks/results/subset_weights.{md,json} and
+Writes benchmarks/results/estimation/subset_weights.{md,json} and
 docs/subset_weights.png.
 """
 
@@ -28,7 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_gblend as kg  # noqa: E402
-from keras_gblend import cli, experiment  # noqa: E402
+from keras_gblend.experiment import build, cli  # noqa: E402
+from keras_gblend.experiment import config as experiment_config  # noqa: E402
 from results_files import write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -54,7 +55,8 @@ def define_flags():
                          lower_bound=1)
     flags.DEFINE_float("learning_rate", None,
                        "Learning rate (default: the experiment's).")
-    flags.DEFINE_string("out", os.path.join(HERE, "results", "subset_weights"),
+    flags.DEFINE_string("out", os.path.join(HERE, "results", "estimation",
+                                             "subset_weights"),
                         "Output path without extension.")
     flags.DEFINE_string("plot", os.path.join(HERE, "..", "docs",
                                              "subset_weights.png"),
@@ -64,13 +66,13 @@ def define_flags():
 def estimates(setting_kwargs, seed, fractions):
     """`{fraction: weights}` for one seed, from one initial
     model."""
-    config = experiment.ExperimentConfig(
+    config = experiment_config.ExperimentConfig(
         method="gblend_offline", seed=seed, verbose=0,
         learning_rate=FLAGS.learning_rate, **setting_kwargs)
     config.validate()
     keras.utils.set_random_seed(seed)
-    train, holdout, _, encoders, num_classes = experiment.load_data(config)
-    model = experiment.build_model(config, encoders(), num_classes)
+    train, holdout, _, encoders, num_classes = build.load_data(config)
+    model = build.build_model(config, encoders(), num_classes)
     results = {}
     # The last run repeats the full-data estimate with other shuffle and
     # bootstrap seeds: the noise floor of any comparison with it.

@@ -18,7 +18,7 @@ from absl import app, flags
 
 from flags_first import import_before_tensorflow
 
-cli = import_before_tensorflow("keras_gblend.cli")
+cli = import_before_tensorflow("keras_gblend.experiment.cli")
 
 VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 

@@ -11,8 +11,8 @@ from absl import app, flags
 
 from flags_first import import_before_tensorflow
 
-cli = import_before_tensorflow("keras_gblend.cli")
-experiment_config = import_before_tensorflow("keras_gblend.experiment_config")
+cli = import_before_tensorflow("keras_gblend.experiment.cli")
+experiment_config = import_before_tensorflow("keras_gblend.experiment.config")
 
 FLAGS = flags.FLAGS
 # The settings this script reads, as `train.py` names them but one.
@@ -53,11 +53,11 @@ def main(argv):
     config = config.resolved()
     with cli.quiet_tensorflow():
         import keras
-        from keras_gblend import experiment
-        from keras_gblend.estimation import estimate_blend_weights
+        from keras_gblend.experiment import build
+        from keras_gblend.gblend.blend_estimator import estimate_blend_weights
     keras.utils.set_random_seed(config.seed)
-    train, holdout, _, encoders, num_classes = experiment.load_data(config)
-    model = experiment.build_model(config, encoders(), num_classes)
+    train, holdout, _, encoders, num_classes = build.load_data(config)
+    model = build.build_model(config, encoders(), num_classes)
     estimate = estimate_blend_weights(
         model, train, holdout, epochs=config.estimation_epochs,
         metric=config.gblend_metric,

@@ -18,8 +18,8 @@ from absl import app, flags
 
 from flags_first import import_before_tensorflow
 
-cli = import_before_tensorflow("keras_gblend.cli")
-experiment_config = import_before_tensorflow("keras_gblend.experiment_config")
+cli = import_before_tensorflow("keras_gblend.experiment.cli")
+experiment_config = import_before_tensorflow("keras_gblend.experiment.config")
 
 FLAGS = flags.FLAGS
 
@@ -65,10 +65,13 @@ def main(argv):
             experiment_config.flag_message(message) or message)
     with cli.quiet_tensorflow():
         import keras
-        from keras_gblend import experiment
-        from keras_gblend.answer import select_answer
-        from keras_gblend.multilabel import mean_auc, mean_average_precision
-    _, holdout, test, _, num_classes = experiment.load_data(config)
+        from keras_gblend.experiment import build
+        from keras_gblend.evaluation.answer import select_answer
+        from keras_gblend.evaluation.multilabel import (
+            mean_auc,
+            mean_average_precision,
+        )
+    _, holdout, test, _, num_classes = build.load_data(config)
     if FLAGS.top_k > num_classes and not config.multi_label:
         raise app.UsageError(
             f"--top_k: {FLAGS.top_k} is more than the {num_classes} classes "

@@ -3,8 +3,8 @@
 `import keras_gblend` imports TensorFlow, which takes seconds and prints
 start-up lines. The scripts parse their flags first, so that `--help` and a
 bad flag answer at once: `import_before_tensorflow` loads the modules that
-define the flags (`keras_gblend.cli`, `keras_gblend.experiment_config`,
-`keras_gblend.gblend_presets`: they import only the standard library and
+define the flags (`keras_gblend.experiment.cli`, `keras_gblend.experiment.config`,
+`keras_gblend.gblend.presets`: they import only the standard library and
 absl) without running `keras_gblend/__init__.py`. The package is imported
 later, as usual, and uses these same module objects.
 """

@@ -11,7 +11,7 @@ from absl import app, flags
 
 from flags_first import import_before_tensorflow
 
-cli = import_before_tensorflow("keras_gblend.cli")
+cli = import_before_tensorflow("keras_gblend.experiment.cli")
 
 FLAGS = flags.FLAGS
 

@@ -11,7 +11,7 @@ from absl import app, flags
 
 from flags_first import import_before_tensorflow
 
-cli = import_before_tensorflow("keras_gblend.cli")
+cli = import_before_tensorflow("keras_gblend.experiment.cli")
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +33,7 @@ def main(argv):
         raise app.UsageError(f"--model_dir: {FLAGS.model_dir} is not a folder.")
     out = FLAGS.out or os.path.join(FLAGS.model_dir, "history.png")
     with cli.quiet_tensorflow():
-        from keras_gblend.plotting import plot_history
+        from keras_gblend.evaluation.plotting import plot_history
     try:
         plot_history(FLAGS.model_dir, out=out, dpi=FLAGS.dpi)
     except ValueError as error:

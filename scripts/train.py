@@ -14,8 +14,8 @@ from absl import app, flags, logging
 
 from flags_first import import_before_tensorflow
 
-cli = import_before_tensorflow("keras_gblend.cli")
-experiment_config = import_before_tensorflow("keras_gblend.experiment_config")
+cli = import_before_tensorflow("keras_gblend.experiment.cli")
+experiment_config = import_before_tensorflow("keras_gblend.experiment.config")
 
 FLAGS = flags.FLAGS
 
@@ -54,7 +54,7 @@ def config_from_flags():
 def _resume_hint(model_dir):
     """The line printed after Ctrl-C: where a rerun resumes."""
     def hint():
-        from keras_gblend.checkpointing import ResumableCheckpoint
+        from keras_gblend.callbacks.resumable_checkpoint import ResumableCheckpoint
         epoch = ResumableCheckpoint.saved_epoch(
             os.path.join(model_dir, "checkpoints"))
         if not epoch:
@@ -70,9 +70,11 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = config_from_flags()
     with cli.quiet_tensorflow():
-        from keras_gblend import experiment
-        from keras_gblend.checkpointing import (CheckpointWriteError,
-                                                ResumableCheckpoint)
+        from keras_gblend.experiment import run
+        from keras_gblend.callbacks.resumable_checkpoint import (
+            CheckpointWriteError,
+            ResumableCheckpoint,
+        )
         from keras_gblend.data.layout import MediaError
     if not FLAGS["verbosity"].present:
         # TensorFlow's checkpoint code logs every save at absl INFO.
@@ -87,7 +89,7 @@ def main(argv):
                 if flag.present or flag.value != flag.default:
                     f.write(flag.serialize() + "\n")
     try:
-        results = experiment.run_experiment(config)
+        results = run.run_experiment(config)
     except (FloatingPointError, CheckpointWriteError) as error:
         raise cli.ScriptError(str(error))
     except MediaError as error:

@@ -117,11 +117,11 @@ def spy_estimates(monkeypatch):
     """Every estimate a `GBlendCallback` makes: a dict with the training
     data its estimator was built on (`train`) and the `estimate` call's
     keyword arguments (`epochs`, `seed`, ...)."""
-    from keras_gblend import estimation
+    from keras_gblend.gblend import blend_estimator
 
     calls = []
-    real_init = estimation.BlendEstimator.__init__
-    real_estimate = estimation.BlendEstimator.estimate
+    real_init = blend_estimator.BlendEstimator.__init__
+    real_estimate = blend_estimator.BlendEstimator.estimate
 
     def init(self, model, train, *args, **kwargs):
         self._spied_train = train
@@ -131,6 +131,6 @@ def spy_estimates(monkeypatch):
         calls.append({"train": self._spied_train, **kwargs})
         return real_estimate(self, *args, **kwargs)
 
-    monkeypatch.setattr(estimation.BlendEstimator, "__init__", init)
-    monkeypatch.setattr(estimation.BlendEstimator, "estimate", estimate)
+    monkeypatch.setattr(blend_estimator.BlendEstimator, "__init__", init)
+    monkeypatch.setattr(blend_estimator.BlendEstimator, "estimate", estimate)
     return calls

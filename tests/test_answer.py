@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import answer as answer_lib
+from keras_gblend.evaluation import answer as answer_lib
 from conftest import sparse_ce, toy_data, toy_model
 
 

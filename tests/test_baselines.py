@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import experiment, fusion_layers
+from keras_gblend.experiment import build, config as experiment_config, methods, run
+from keras_gblend.networks import fusion_layers
 from conftest import (
     NUM_CLASSES,
     assert_saves_and_loads,
@@ -74,22 +75,22 @@ def test_pretrain_finetune_trains_unimodal_then_fused():
 
 def test_methods_start_from_the_papers_weights():
     heads = ("a", "v", "joint")
-    assert experiment.starting_loss_weights("aux_loss", heads) == [1 / 3] * 3
-    assert experiment.starting_loss_weights(
+    assert methods.starting_loss_weights("aux_loss", heads) == [1 / 3] * 3
+    assert methods.starting_loss_weights(
         "pretrain_finetune", heads) == [1.0, 1.0, 0.0]
-    assert experiment.starting_loss_weights("early_stop", heads) == [0, 0, 1]
+    assert methods.starting_loss_weights("early_stop", heads) == [0, 0, 1]
     with pytest.raises(ValueError, match="pretrain_epochs"):
-        experiment.ExperimentConfig(method="pretrain_finetune", epochs=4,
+        experiment_config.ExperimentConfig(method="pretrain_finetune", epochs=4,
                                     pretrain_epochs=4).validate()
     with pytest.raises(ValueError, match="fusion: must be one of"):
-        experiment.ExperimentConfig(fusion="mid").validate()
+        experiment_config.ExperimentConfig(fusion="mid").validate()
 
 
 def test_early_stop_restores_the_best_holdout_epoch(tmp_path):
-    config = experiment.ExperimentConfig(
+    config = experiment_config.ExperimentConfig(
         method="early_stop", epochs=60, patience=2, learning_rate=0.5,
         verbose=0, model_dir=str(tmp_path / "run"))
-    results = experiment.run_experiment(config)
+    results = run.run_experiment(config)
     losses = results["history"]["val_joint_loss"]
     assert len(losses) < 60 and results["stopped_early"]
     best = int(np.argmin(losses))
@@ -97,11 +98,11 @@ def test_early_stop_restores_the_best_holdout_epoch(tmp_path):
     # The saved model holds the best epoch's weights: its holdout joint
     # loss is the best logged one.
     model = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))
-    _, holdout, _, _, _ = experiment.load_data(config)
+    _, holdout, _, _, _ = build.load_data(config)
     scores = model.evaluate(*holdout, return_dict=True, verbose=0)
     assert scores["joint_loss"] == pytest.approx(losses[best], rel=1e-4)
     # A rerun keeps the finished run instead of training on.
-    again = experiment.run_experiment(config)
+    again = run.run_experiment(config)
     assert again["history"] == results["history"]
 
 

@@ -13,8 +13,8 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 
 def kg_default_fraction():
-    from keras_gblend import experiment
-    return experiment.ExperimentConfig().resolved().estimation_fraction
+    from keras_gblend.experiment import config as experiment_config
+    return experiment_config.ExperimentConfig().resolved().estimation_fraction
 
 
 def _run(script, *flags):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend import head_graph
+from keras_gblend.model import head_graph
 from conftest import (
     NUM_CLASSES,
     compiled_toy_model,

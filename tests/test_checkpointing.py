@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend import checkpointing
-from keras_gblend.checkpointing import is_chief
+from keras_gblend.callbacks import resumable_checkpoint as checkpointing
+from keras_gblend.callbacks.resumable_checkpoint import is_chief
 from conftest import compiled_toy_model, toy_data
 
 

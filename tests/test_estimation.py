@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import estimation, input_data
+from keras_gblend.gblend import blend_estimator, clones, measurements
+from keras_gblend.inputs import input_data
 from conftest import compiled_toy_model, sparse_ce as kg_sparse_ce, toy_data, toy_model
 
 
@@ -150,9 +151,9 @@ def test_per_example_values_average_to_what_evaluate_reports():
     weights = np.linspace(0.5, 2.0, len(holdout[1])).astype("float32")
     for data in (holdout, holdout + (weights,)):
         dataset = input_data.dataset_factory(data, 16)()
-        losses = estimation.per_example_values(
+        losses = measurements.per_example_values(
             model, dataset, model.head_names, "loss")
-        errors = estimation.per_example_values(
+        errors = measurements.per_example_values(
             model, dataset, model.head_names, "accuracy")
         assert losses.shape == (3, len(holdout[1]))
         model.compile(keras.optimizers.SGD(0.05), kg_sparse_ce(),
@@ -275,10 +276,10 @@ def test_shared_unimodal_variables_fall_back_to_separate_runs():
         },
     )
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    groups, fused = estimation.estimation_groups(model, None)
+    groups, fused = blend_estimator.estimation_groups(model, None)
     assert not fused and groups == [("a",), ("v",), ("joint",)]
     with pytest.raises(ValueError, match="share variables"):
-        estimation.estimation_groups(model, True)
+        blend_estimator.estimation_groups(model, True)
 
 
 def test_clones_continue_the_learning_rate_schedule_from_the_model_step():
@@ -305,12 +306,12 @@ def test_fresh_optimizer_of_a_fresh_optimizer_continues_from_both_steps():
     model_optimizer = keras.optimizers.SGD(schedule)
     model_optimizer.build([keras.Variable(1.0)])
     model_optimizer.iterations.assign(12)
-    clone_optimizer = estimation.fresh_optimizer(model_optimizer)
+    clone_optimizer = clones.fresh_optimizer(model_optimizer)
     assert int(clone_optimizer.iterations) == 0
     np.testing.assert_allclose(float(clone_optimizer.learning_rate), 0.2)
     clone_optimizer.build([keras.Variable(1.0)])
     clone_optimizer.iterations.assign(9)  # 12 + 9 = 21: past step 20
-    again = estimation.fresh_optimizer(clone_optimizer)
+    again = clones.fresh_optimizer(clone_optimizer)
     np.testing.assert_allclose(float(again.learning_rate), 0.1)
 
 
@@ -344,7 +345,7 @@ def test_the_train_subset_keeps_sample_weights_and_labels_per_head():
     # for array data, while V kept them.
     x, y = toy_data(n=40)
     weight = np.linspace(0.0, 2.0, 40).astype("float32")
-    elements = list(estimation.train_subset_dataset(
+    elements = list(measurements.train_subset_dataset(
         (x, y, weight), fraction=0.5, batch_size=40, seed=0))
     assert len(elements) == 1 and len(elements[0]) == 3
     x_subset, y_subset, w_subset = (np.asarray(t) if not isinstance(t, dict)
@@ -354,7 +355,7 @@ def test_the_train_subset_keeps_sample_weights_and_labels_per_head():
     np.testing.assert_array_equal(w_subset, weight[rows])
     np.testing.assert_array_equal(y_subset, y[rows])
     per_head = {h: y for h in ("a", "v", "joint")}
-    (_, labels), = estimation.train_subset_dataset(
+    (_, labels), = measurements.train_subset_dataset(
         (x, per_head), fraction=0.5, batch_size=40, seed=0)
     assert sorted(labels) == ["a", "joint", "v"]
     np.testing.assert_array_equal(labels["joint"], y[rows])

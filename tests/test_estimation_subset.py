@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend import estimation, experiment, stratified_subset
-from keras_gblend.blended_model import BlendedModel
+from keras_gblend.gblend import clones, measurements, stratified_subset
+from keras_gblend.experiment import config as experiment_config
+from keras_gblend.model.blended_model import BlendedModel
 from conftest import compiled_toy_model, toy_data
 
 FRACTION = 0.3
@@ -255,7 +256,7 @@ def test_bad_fractions_are_refused_naming_the_argument(bad):
                                   estimation_fraction=bad)
     if isinstance(bad, (int, float)) and not isinstance(bad, bool):
         with pytest.raises(ValueError, match="estimation_fraction"):
-            experiment.ExperimentConfig(estimation_fraction=bad).validate()
+            experiment_config.ExperimentConfig(estimation_fraction=bad).validate()
 
 
 def test_a_fraction_that_keeps_no_row_is_refused():
@@ -280,10 +281,10 @@ def test_sample_weights_travel_with_their_rows():
 
 
 def test_a_fit_builds_and_compiles_one_clone(monkeypatch):
-    from keras_gblend import estimation
+    from keras_gblend.gblend import clones, measurements
 
     compiled = []
-    real = estimation._compile_clone
+    real = clones.compile_clone
     monkeypatch.setattr(estimation, "_compile_clone",
                         lambda model, clone, group: compiled.append(group)
                         or real(model, clone, group))
@@ -305,7 +306,7 @@ def test_a_fit_builds_and_compiles_one_clone(monkeypatch):
 def test_subset_of_an_unbatched_dataset_batches_it_at_the_given_size():
     x, y = toy_data(n=100, seed=0)
     unbatched = tf.data.Dataset.from_tensor_slices((x, y))
-    subset = estimation.train_subset_dataset(unbatched, fraction=0.5,
+    subset = measurements.train_subset_dataset(unbatched, fraction=0.5,
                                              batch_size=10)
     sizes = [int(batch[1].shape[0]) for batch in subset]
     assert sizes == [10] * 5  # the first half: 5 batches of 10

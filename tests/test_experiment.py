@@ -2,14 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gblend import experiment
+from keras_gblend.experiment import build, config as experiment_config, run
 
 
 def _config(tmp_path=None, **kwargs):
     settings = dict(views=("fac", "mor"), epochs=1, verbose=0,
                     model_dir=None if tmp_path is None else str(tmp_path))
     settings.update(kwargs)
-    return experiment.ExperimentConfig(**settings)
+    return experiment_config.ExperimentConfig(**settings)
 
 
 def test_unimodal_method_trains_only_that_modality():
@@ -17,8 +17,8 @@ def test_unimodal_method_trains_only_that_modality():
     config.validate()
     assert config.reported_head == "mor"
     keras.utils.set_random_seed(0)
-    train, _, test, encoders, num_classes = experiment.load_data(config)
-    model = experiment.build_model(config, encoders(), num_classes)
+    train, _, test, encoders, num_classes = build.load_data(config)
+    model = build.build_model(config, encoders(), num_classes)
     assert model.blend_weights == {"fac": 0.0, "mor": 1.0, "joint": 0.0}
     before = [v.numpy().copy() for v in model.trainable_variables]
     model.fit(*train, batch_size=32, epochs=2, verbose=0)
@@ -49,7 +49,7 @@ def test_unimodal_method_trains_only_that_modality():
     ],
 )
 def test_optimizer_settings(kwargs, kind, settings):
-    optimizer = experiment.make_optimizer(_config(**kwargs))
+    optimizer = build.make_optimizer(_config(**kwargs))
     assert type(optimizer) is kind
     config = optimizer.get_config()
     for name, value in settings.items():
@@ -62,8 +62,8 @@ def test_adamw_weight_decay_shrinks_weights_with_zero_gradient():
     config = _config(method="unimodal:mor", optimizer="adamw",
                      learning_rate=0.01, weight_decay=0.5)
     keras.utils.set_random_seed(0)
-    train, _, _, encoders, num_classes = experiment.load_data(config)
-    model = experiment.build_model(config, encoders(), num_classes)
+    train, _, _, encoders, num_classes = build.load_data(config)
+    model = build.build_model(config, encoders(), num_classes)
     kernel = model.get_layer("fac_encoder").layers[-1].kernel
     start = kernel.numpy().copy()
     model.fit(train[0], train[1], batch_size=len(train[1]), epochs=3,
@@ -73,18 +73,18 @@ def test_adamw_weight_decay_shrinks_weights_with_zero_gradient():
 
 
 def test_resume_requires_the_saved_settings(tmp_path):
-    first = experiment.run_experiment(_config(tmp_path, method="naive"))
+    first = run.run_experiment(_config(tmp_path, method="naive"))
     assert first["initial_epoch"] == 0
-    resumed = experiment.run_experiment(
+    resumed = run.run_experiment(
         _config(tmp_path, method="naive", epochs=2))
     assert resumed["initial_epoch"] == 1
     with pytest.raises(ValueError, match=r"method='naive' \(saved\) vs "
                        r"'gblend_online' \(now\).*learning_rate"):
-        experiment.run_experiment(
+        run.run_experiment(
             _config(tmp_path, method="gblend_online", epochs=3,
                     learning_rate=0.5))
     # The refused run changed nothing: the saved run still resumes.
-    again = experiment.run_experiment(
+    again = run.run_experiment(
         _config(tmp_path, method="naive", epochs=3))
     assert again["initial_epoch"] == 2
 
@@ -94,10 +94,10 @@ def test_cosine_schedule_decays_to_zero_over_the_run(optimizer, base_rate):
     config = _config(method="naive", epochs=2, optimizer=optimizer,
                      learning_rate=base_rate, lr_schedule="cosine")
     keras.utils.set_random_seed(0)
-    train, _, _, encoders, num_classes = experiment.load_data(config)
-    steps = experiment.steps_per_epoch(train, config.batch_size)
+    train, _, _, encoders, num_classes = build.load_data(config)
+    steps = build.steps_per_epoch(train, config.batch_size)
     assert steps == -(-len(train[1]) // 32)
-    model = experiment.build_model(config, encoders(), num_classes, steps)
+    model = build.build_model(config, encoders(), num_classes, steps)
     base_rate = base_rate or 0.001  # Adam's default
     assert float(model.optimizer.learning_rate) == pytest.approx(base_rate)
     model.fit(*train, batch_size=32, epochs=1, verbose=0)
@@ -111,15 +111,15 @@ def test_cosine_schedule_decays_to_zero_over_the_run(optimizer, base_rate):
 
 def test_cosine_schedule_needs_its_length():
     with pytest.raises(ValueError, match="lr_schedule"):
-        experiment.make_optimizer(_config(lr_schedule="cosine"))
+        build.make_optimizer(_config(lr_schedule="cosine"))
     with pytest.raises(ValueError, match="lr_schedule"):
         _config(lr_schedule="step").validate()
 
 
 def test_resume_under_a_schedule_keeps_its_epochs(tmp_path):
-    experiment.run_experiment(
+    run.run_experiment(
         _config(tmp_path, method="naive", lr_schedule="cosine"))
     # More epochs would stretch the schedule over epochs already trained.
     with pytest.raises(ValueError, match=r"epochs=1 \(saved\) vs 2 \(now\)"):
-        experiment.run_experiment(
+        run.run_experiment(
             _config(tmp_path, method="naive", lr_schedule="cosine", epochs=2))

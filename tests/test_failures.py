@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_gblend import experiment
+from keras_gblend.experiment import config as experiment_config, run
 from keras_gblend.data.layout import MediaError
 from conftest import run_script
 
@@ -59,11 +59,11 @@ def test_rerunning_a_finished_run_keeps_everything_it_wrote(tmp_path):
 
 def test_a_finished_run_missing_its_metrics_writes_them_complete(tmp_path):
     run = tmp_path / "run"
-    config = experiment.ExperimentConfig(method="naive", epochs=2, verbose=0,
+    config = experiment_config.ExperimentConfig(method="naive", epochs=2, verbose=0,
                                          model_dir=str(run))
-    first = experiment.run_experiment(config)
+    first = run.run_experiment(config)
     os.remove(run / "metrics.json")  # killed after its last checkpoint
-    again = experiment.run_experiment(config)
+    again = run.run_experiment(config)
     assert again["test_accuracy"] == pytest.approx(first["test_accuracy"])
     assert again["history"]["loss"] == pytest.approx(first["history"]["loss"])
     assert json.load(open(run / "metrics.json"))["test_accuracy"] == (
@@ -80,7 +80,7 @@ def test_a_diverged_run_stops_with_an_error_and_writes_no_results(tmp_path):
     assert "nan" in line.lower() or "inf" in line.lower()
     assert not (run / "metrics.json").exists()
     assert not (run / "model.keras").exists()
-    assert experiment.ResumableCheckpoint.saved_epoch(
+    assert kg.ResumableCheckpoint.saved_epoch(
         str(run / "checkpoints")) == 0
 
 
@@ -167,7 +167,7 @@ def _copy(av_digits_dir, tmp_path):
 
 
 def _av_config(data_dir, run, epochs=1):
-    return experiment.ExperimentConfig(
+    return experiment_config.ExperimentConfig(
         dataset="av_digits", data_dir=str(data_dir), method="naive",
         epochs=epochs, verbose=0,
         model_dir=None if run is None else str(run))
@@ -176,7 +176,7 @@ def _av_config(data_dir, run, epochs=1):
 def test_resuming_on_other_data_is_refused_naming_it(av_digits_dir, tmp_path):
     data = _copy(av_digits_dir, tmp_path)
     run = tmp_path / "run"
-    experiment.run_experiment(_av_config(data, run))
+    run.run_experiment(_av_config(data, run))
     saved = _files(run)
     rows = (data / "train.csv").read_text().splitlines()
     clip, label = rows[0].split(",")
@@ -184,7 +184,7 @@ def test_resuming_on_other_data_is_refused_naming_it(av_digits_dir, tmp_path):
     (data / "train.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=r"data_dir: .* is not the data .*"
                        r"\(train.csv changed\)"):
-        experiment.run_experiment(_av_config(data, run, epochs=2))
+        run.run_experiment(_av_config(data, run, epochs=2))
     assert _files(run) == saved
 
 
@@ -194,7 +194,7 @@ def test_a_truncated_wav_with_a_valid_header_is_named(av_digits_dir, tmp_path):
     with open(wav, "r+b") as f:
         f.truncate(100)  # RIFF/WAVE header intact, samples cut short
     with pytest.raises(MediaError, match=f"audio file .*{wav.name} does not decode"):
-        experiment.run_experiment(_av_config(data, None))
+        run.run_experiment(_av_config(data, None))
 
 
 def test_a_set_too_small_for_a_holdout_says_so(tmp_path):

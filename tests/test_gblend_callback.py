@@ -66,11 +66,11 @@ def test_paper_online_schedule_estimates_at_0_10_15_with_matching_lengths(
 
 def test_offline_estimation_trains_clones_over_the_run_or_a_stated_length(
         monkeypatch):
-    from keras_gblend import estimation
+    from keras_gblend.gblend import clones
 
     train, holdout = _split()
     clones = []
-    real_clone = estimation.clone_blended_model
+    real_clone = clones.clone_blended_model
     monkeypatch.setattr(
         estimation, "clone_blended_model",
         lambda *a, **k: clones.append(real_clone(*a, **k)) or clones[-1])

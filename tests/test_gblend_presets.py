@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import estimation, gblend_presets
-from keras_gblend.experiment_config import ExperimentConfig
+from keras_gblend.gblend import blend_estimate, blend_estimator, presets as gblend_presets
+from keras_gblend.experiment.config import ExperimentConfig
 from conftest import sparse_ce, toy_data, toy_model
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs")
@@ -110,13 +110,13 @@ def test_the_paper_preset_gives_the_literal_formula(mode):
 
 def test_the_paper_preset_estimates_on_all_the_training_data(monkeypatch):
     fractions = []
-    real = estimation.BlendEstimator.__init__
+    real = blend_estimator.BlendEstimator.__init__
 
     def init(self, *args, **kwargs):
         fractions.append(kwargs["estimation_fraction"])
         real(self, *args, **kwargs)
 
-    monkeypatch.setattr(estimation.BlendEstimator, "__init__", init)
+    monkeypatch.setattr(blend_estimator.BlendEstimator, "__init__", init)
     _paper_run("offline", 2)
     assert fractions == [1.0]
 
@@ -151,9 +151,9 @@ def test_clone_repeats_add_the_training_spread_to_the_errors():
     train = rng.normal(0.8, 0.1, (2, 100))
     end = np.stack([start - 0.3, start - 0.3])
     end[1, 0] -= 0.2
-    once = estimation.blend_estimate(["a", "joint"], start, train,
+    once = blend_estimate.blend_estimate(["a", "joint"], start, train,
                                      end.mean(axis=0), train)
-    twice = estimation.blend_estimate(["a", "joint"], start, train, end,
+    twice = blend_estimate.blend_estimate(["a", "joint"], start, train, end,
                                       np.stack([train, train]))
     np.testing.assert_allclose(twice.delta_g, once.delta_g)
     spread = np.std([0.3, 0.5], ddof=1) / np.sqrt(2)

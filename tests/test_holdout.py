@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend import holdout as holdout_lib
+from keras_gblend.inputs import holdout as holdout_lib
 
 
 def _data(n_per_class=(50, 30, 20), seed=0):

@@ -1,13 +1,15 @@
 """Invariants of the algorithms, each guarding against a specific mistake
 that would otherwise leave every other test green (found by planting bugs
-and, later, by mutation testing; see benchmarks/results/mutation.md)."""
+and, later, by mutation testing; see benchmarks/results/test_quality/mutation.md)."""
 
 import keras
 import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import estimation, head_graph, input_data
+from keras_gblend.gblend import blend_estimator, clones, measurements
+from keras_gblend.model import head_graph
+from keras_gblend.inputs import input_data
 from conftest import (
     compiled_toy_model,
     sparse_ce,
@@ -24,7 +26,7 @@ def _split(n=120, seed=0):
 def _capture_clones(monkeypatch):
     """Every estimation clone, with its variables' values when built."""
     clones = []
-    real = estimation.clone_blended_model
+    real = clones.clone_blended_model
 
     def capture(*args, **kwargs):
         clone = real(*args, **kwargs)
@@ -56,7 +58,7 @@ def test_train_subset_is_training_rows_disjoint_from_the_holdout():
     rows = np.arange(120, dtype="float32")
     x = {**x, "a": np.concatenate([x["a"][:, :5], rows[:, None]], axis=1)}
     train, holdout = kg.split_holdout((x, y), fraction=0.25, seed=0)
-    subset = estimation.train_subset_dataset(train, fraction=0.5, seed=3)
+    subset = measurements.train_subset_dataset(train, fraction=0.5, seed=3)
     subset_rows = np.concatenate([b[0]["a"][:, -1] for b in subset])
     assert len(subset_rows) == round(0.5 * len(train[1]))
     assert set(subset_rows) <= set(train[0]["a"][:, -1])
@@ -72,7 +74,7 @@ def test_estimate_measures_train_start_on_the_train_subset():
                                          batch_size=16)
     # T' is 25 % of the training data drawn from the clones' subset: at a
     # default estimation fraction of 25 % or less, all of that subset.
-    fraction = estimation.DEFAULT_ESTIMATION_FRACTION
+    fraction = blend_estimator.DEFAULT_ESTIMATION_FRACTION
     assert fraction <= 0.25
     subset = input_data.dataset_factory(
         kg.estimation_subset(train, fraction, seed=0), 16)()

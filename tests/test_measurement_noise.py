@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_gblend import measurement_noise
+from keras_gblend.gblend import measurement_noise
 
 
 def _toy(seed=0, heads=3, n_v=400, n_t=300):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import head_graph
-from keras_gblend.mid_fusion import MID_FUSIONS
-from keras_gblend.mid_fusion_layers import (
+from keras_gblend.model import head_graph
+from keras_gblend.networks.mid_fusion import MID_FUSIONS
+from keras_gblend.networks.mid_fusion_layers import (
     ChannelGate,
     MidConcat,
     NonLocalGate,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import modality_imbalance
+from keras_gblend.ogm import modality_imbalance, modality_imbalance_monitor
 from conftest import NUM_CLASSES, sparse_ce, toy_data, toy_model
 
 
@@ -132,16 +132,16 @@ def test_scoring_heads_that_never_train_is_refused():
 
 def test_monitor_trains_each_modality_as_long_as_the_model_by_default(
         monkeypatch):
-    from keras_gblend import estimation
+    from keras_gblend.gblend import blend_estimator
 
     asked = []
-    real = estimation.BlendEstimator.unimodal_holdout_values
+    real = blend_estimator.BlendEstimator.unimodal_holdout_values
 
     def spy(self, epochs, seed=None):
         asked.append((epochs, self.batch_size, self.estimation_fraction))
         return real(self, epochs, seed)
 
-    monkeypatch.setattr(estimation.BlendEstimator, "unimodal_holdout_values",
+    monkeypatch.setattr(blend_estimator.BlendEstimator, "unimodal_holdout_values",
                         spy)
     x, y = toy_data(n=96)
     model = toy_model(seed=0, modulation=kg.OGMGE(alpha=0.5, seed=0))
@@ -186,16 +186,16 @@ def test_monitor_defaults_and_argument_names():
 
 
 def test_monitor_hands_its_settings_to_the_estimator(monkeypatch):
-    from keras_gblend import estimation
+    from keras_gblend.gblend import blend_estimator
 
     made = []
-    real_init = estimation.BlendEstimator.__init__
+    real_init = blend_estimator.BlendEstimator.__init__
 
     def spy(self, model, train, holdout, **kwargs):
         made.append((train, kwargs))
         real_init(self, model, train, holdout, **kwargs)
 
-    monkeypatch.setattr(estimation.BlendEstimator, "__init__", spy)
+    monkeypatch.setattr(blend_estimator.BlendEstimator, "__init__", spy)
     thresholds = []
     real_diagnose = modality_imbalance.diagnose
 
@@ -203,7 +203,7 @@ def test_monitor_hands_its_settings_to_the_estimator(monkeypatch):
         thresholds.append(args[3])
         return real_diagnose(*args, **kwargs)
 
-    monkeypatch.setattr(modality_imbalance, "diagnose", diagnose_spy)
+    monkeypatch.setattr(modality_imbalance_monitor, "diagnose", diagnose_spy)
     x, y = toy_data(n=96)
     own_train = ({m: v[:48] for m, v in x.items()}, y[:48])
     model = toy_model(seed=0, modulation=kg.OGMGE(alpha=0.5, seed=0))

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from keras_gblend import multilabel, ogm
+from keras_gblend.evaluation import multilabel
+from keras_gblend import ogm
 from keras_gblend.datasets import uci_multilabel
-from keras_gblend.training_history import read_event_scalars
+from keras_gblend.evaluation.training_history import read_event_scalars
 from conftest import run_script
 
 

@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend import checkpointing, experiment, training_history
+from keras_gblend.callbacks import resumable_checkpoint as checkpointing
+from keras_gblend.experiment import config as experiment_config, run
+from keras_gblend.evaluation import training_history
 from conftest import REPO, compiled_toy_model, sparse_ce, toy_data, toy_model
 
 TRAIN = os.path.join(REPO, "scripts", "train.py")
@@ -145,10 +147,10 @@ def test_a_full_disk_while_checkpointing_names_the_folder_and_keeps_the_last(
         return real_save(self, *args, **kwargs)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
-    config = experiment.ExperimentConfig(
+    config = experiment_config.ExperimentConfig(
         method="naive", epochs=5, verbose=0, model_dir=str(tmp_path / "run"))
     with pytest.raises(checkpointing.CheckpointWriteError) as raised:
-        experiment.run_experiment(config)
+        run.run_experiment(config)
     message = str(raised.value)
     assert "No space left on device" in message
     assert str(tmp_path / "run" / "checkpoints") in message
@@ -254,10 +256,10 @@ def test_a_holdout_of_the_wrong_width_is_named():
 
 
 def test_an_unbatched_dataset_is_refused_before_any_estimate(monkeypatch):
-    from keras_gblend import estimation
+    from keras_gblend.gblend import blend_estimator
 
     estimates = []
-    monkeypatch.setattr(estimation.BlendEstimator, "estimate",
+    monkeypatch.setattr(blend_estimator.BlendEstimator, "estimate",
                         lambda *a, **k: estimates.append(1))
     x, y = toy_data(n=60)
     model = compiled_toy_model()

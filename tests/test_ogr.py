@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_gblend import ogr
+from keras_gblend.gblend import ogr
 
 
 def test_overfitting_and_deltas_match_hand_computation():

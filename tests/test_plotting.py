@@ -6,7 +6,10 @@ import pytest
 import tensorflow as tf
 
 import keras_gblend as kg
-from keras_gblend.training_history import load_epoch_logs, read_event_scalars
+from keras_gblend.evaluation.training_history import (
+    load_epoch_logs,
+    read_event_scalars,
+)
 from conftest import same_values, sparse_ce, toy_data, toy_model
 
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from keras_gblend.training_history import read_event_scalars
+from keras_gblend.evaluation.training_history import read_event_scalars
 from conftest import run_script, same_values
 
 
@@ -100,7 +100,7 @@ def test_estimate_weights_script(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.load(open(out))
     # The weights follow from the reported figures (ogr's formula).
-    from keras_gblend import ogr
+    from keras_gblend.gblend import ogr
     heads = ("fac", "mor", "joint")
     expected = ogr.updated_blend_weights(
         [report["previous_weights"][h] for h in heads],

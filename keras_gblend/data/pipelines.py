@@ -19,7 +19,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from keras_gblend import input_checks, input_data
+from keras_gblend.inputs import input_checks, input_data
 from keras_gblend.data import audio as audio_lib
 from keras_gblend.data import frames as frames_lib
 from keras_gblend.data.layout import ClipList

@@ -33,7 +33,7 @@ from keras_gblend.data import audio as audio_lib
 from keras_gblend.data import frames as frames_lib
 from keras_gblend.data import layout as layout_lib
 from keras_gblend.data import pipelines
-from keras_gblend.holdout import stratified_holdout_mask
+from keras_gblend.inputs.holdout import stratified_holdout_mask
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven",
          "eight", "nine")

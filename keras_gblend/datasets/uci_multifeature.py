@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from keras_gblend.holdout import stratified_holdout_mask
+from keras_gblend.inputs.holdout import stratified_holdout_mask
 
 VIEWS = {
     "fou": "76 Fourier coefficients of the character shapes",

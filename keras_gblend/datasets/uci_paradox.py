@@ -13,7 +13,7 @@ the shipped UCI Multiple Features:
   the UCI training split; the test split (30% of every class) is intact.
 
 With an MLP encoder of 256 units per view, naive late fusion trained on it
-falls below the `fac` network alone (see `benchmarks/results/
+falls below the `fac` network alone (see `benchmarks/results/accuracy/
 accuracy_uci_paradox.md`): its joint head fits the training set through the
 noise columns.
 """
