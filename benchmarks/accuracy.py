@@ -64,6 +64,9 @@ def define_flags():
                       "Learning rate schedule (cosine: to 0 over --epochs).")
     flags.DEFINE_list("alphas", ["0.5"],
                       "OGM-GE alphas: each OGM method gets a row per alpha.")
+    flags.DEFINE_bool("probes", False,
+                      "After each run, a linear probe of every encoder "
+                      "(train split -> test split), shown per modality.")
     flags.DEFINE_string("out", None, "Output path without extension "
                         "(default benchmarks/results/accuracy/"
                         "accuracy_<dataset>).")
@@ -112,6 +115,10 @@ def settings():
         return [("UCI-paradox (fac + zer with 512 noise columns, 40 training "
                  "examples per class, 256-unit encoders)",
                  {"dataset": "uci_paradox"})]
+    if FLAGS.dataset == "spoken_digits":
+        return [("Spoken digits (FSDD MFCC recordings + digit images, image "
+                 "noise 0.3, audio noise 1.5: each informative alone)",
+                 {"dataset": "spoken_digits"})]
     if FLAGS.dataset == "av_digits":
         if not FLAGS.data_dirs:
             raise app.UsageError("--data_dirs is required for av_digits.")
@@ -156,19 +163,41 @@ def method_rows(alphas):
 def make_config(method, seed, kwargs, alpha, overrides=None):
     settings = dict(epochs=FLAGS.epochs, alpha=alpha,
                     learning_rate=FLAGS.learning_rate,
-                    lr_schedule=FLAGS.lr_schedule, verbose=0, **kwargs)
+                    lr_schedule=FLAGS.lr_schedule, verbose=0,
+                    probe_encoders=FLAGS.probes, **kwargs)
     settings.update(overrides or {})
     return experiment_config.ExperimentConfig(method=method, seed=seed, **settings)
 
 
+# A row is compared with the naive row of the same network trained the
+# same way.
+TRAINING_SETTINGS = ("optimizer", "learning_rate", "weight_decay",
+                     "lr_schedule", "fusion", "fusion_dropout",
+                     "unimodal_heads", "hidden_units")
+
+
+def naive_row(rows, row):
+    """The naive row with `row`'s optimizer settings, else plain naive."""
+    same = {k: v for k, v in row["settings"].items()
+            if k in TRAINING_SETTINGS}
+    for candidate in rows:
+        if candidate["method"] == "naive" and {
+                k: v for k, v in candidate["settings"].items()
+                if k in TRAINING_SETTINGS} == same and (
+                    set(candidate["settings"]) <= set(TRAINING_SETTINGS)):
+            return candidate
+    return None
+
+
 def worst_against_naive(rows, row):
     """Lowest per-seed difference (points) of `row`'s reported accuracy
-    minus naive fusion's on the same seed; None without a naive row."""
-    naive = [r for r in rows if r["method"] == "naive" and r["label"] == "naive"]
-    if not naive or row is naive[0] or row["method"] == "unimodal":
+    minus naive fusion's (trained with the same optimizer settings) on the
+    same seed; None without such a naive row."""
+    naive = naive_row(rows, row)
+    if naive is None or row is naive or row["method"] == "unimodal":
         return None
     base = {run["seed"]: run["test_accuracy"]["joint"]
-            for run in naive[0]["runs"]}
+            for run in naive["runs"]}
     head = methods.unimodal_modality(row["method"]) or "joint"
     gaps = [100 * (run["test_accuracy"][head] - base[run["seed"]])
             for run in row["runs"] if run["seed"] in base]
@@ -210,7 +239,8 @@ def main(argv):
                     make_config(method, seed, kwargs, alpha, overrides))
                 runs.append({"seed": seed, **{k: result[k] for k in
                              ("views", "test_accuracy", "blend_weights",
-                              "answer", "wall_time_s")}})
+                              "answer", "wall_time_s", "probe_accuracy",
+                              "ogm_diagnosis")}})
                 print(title, label, seed, result["test_accuracy"],
                       f"answer {result['answer']['test_accuracy']:.3f}",
                       f"{result['wall_time_s']:.1f}s", flush=True)
@@ -239,11 +269,12 @@ def main(argv):
              "holdout. Wall time: `fit` only.", ""]
     for table in tables:
         heads = table["rows"][0]["runs"][0]["views"] + ["joint"]
+        probes = [f"probe {h}" for h in heads[:-1]] if FLAGS.probes else []
         lines += [f"## {table['setting']}", "",
-                  "| method | joint | " + " | ".join(heads[:-1]) +
+                  "| method | joint | " + " | ".join(heads[:-1] + probes) +
                   " | worst seed vs naive | answer | final weights (mean) "
                   "| fit wall time (s) |",
-                  "|---" * (len(heads) + 5) + "|"]
+                  "|---" * (len(heads) + len(probes) + 5) + "|"]
         for row in table["rows"]:
             runs = row["runs"]
             accs = {h: [r["test_accuracy"][h] for r in runs] for h in heads}
@@ -253,14 +284,25 @@ def main(argv):
             trained = trained_heads(row["method"], heads)
             worst = worst_against_naive(table["rows"], row)
             answer = [r["answer"]["test_accuracy"] for r in runs]
+            probe_cells = [mean_std([r["probe_accuracy"][h] for r in runs])
+                           for h in heads[:-1]] if FLAGS.probes else []
             lines.append(
                 f"| {row['label']} | "
-                + " | ".join(mean_std(accs[h]) if h in trained else "—"
-                             for h in ["joint"] + heads[:-1])
+                + " | ".join([mean_std(accs[h]) if h in trained else "—"
+                              for h in ["joint"] + heads[:-1]] + probe_cells)
                 + f" | {'—' if worst is None else f'{worst:+.1f}'}"
                 + f" | {mean_std(answer)} | "
                 + ", ".join(f"{h} {w:.2f}" for h, w in weights.items())
                 + f" | {wall:.1f} |")
+        verdicts = [
+            f"{row['label']}: " + ", ".join(
+                f"seed {r['seed']} {r['ogm_diagnosis']['verdict']}"
+                for r in row["runs"])
+            for row in table["rows"]
+            if any(r.get("ogm_diagnosis") for r in row["runs"])]
+        if verdicts:
+            lines += ["", "OGM-GE's premise check (`kg.ModalityImbalanceMonitor`"
+                      ", halfway): " + "; ".join(verdicts) + "."]
         lines.append("")
     text = "\n".join(lines)
     print(text)

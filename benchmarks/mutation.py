@@ -24,7 +24,8 @@ Usage (needs `pip install -e ".[mutation]"`):
     python benchmarks/mutation.py                       # every core module
     python benchmarks/mutation.py --modules=ogr,holdout --budget_minutes=30
     python benchmarks/mutation.py --modules=ogr,measurement_noise \
-        --test_files=test_ogr.py,test_measurement_noise.py --children=1
+        --test_files=gblend/test_ogr.py,gblend/test_measurement_noise.py \
+        --children=1
 
 A run stopped by its budget resumes where it stopped when started again
 with the same `--workdir` (mutmut keeps each mutant's result there; the
@@ -58,13 +59,23 @@ CORE_MODULES = ("ogr", "measurement_noise", "estimation", "gblend_callback",
                 "holdout", "ogm", "blended_model", "checkpointing", "answer",
                 "stratified_subset", "modality_imbalance", "multilabel")
 # Fast, in-process tests: mutmut maps each function to the ones that run it.
-TEST_FILES = ("test_ogr.py", "test_measurement_noise.py", "test_estimation.py",
-              "test_gblend_callback.py", "test_invariants.py",
-              "test_holdout.py", "test_ogm.py", "test_blended_model.py",
-              "test_checkpointing.py", "test_answer.py", "test_bad_input.py",
-              "test_ogr_monitor.py", "test_fusion.py",
-              "test_estimation_subset.py", "test_modality_imbalance.py",
-              "test_multilabel.py", "test_baselines.py")
+# Paths under tests/.
+TEST_FILES = ("gblend/test_ogr.py", "gblend/test_measurement_noise.py",
+              "gblend/test_blend_estimator.py", "gblend/test_clones.py",
+              "gblend/test_measurements.py", "gblend/test_gblend_callback.py",
+              "gblend/test_ogr_monitor.py", "gblend/test_stratified_subset.py",
+              "inputs/test_holdout.py", "inputs/test_input_checks.py",
+              "model/test_blended_model.py", "model/test_fit_data.py",
+              "model/test_head_losses.py",
+              "ogm/test_gradient_modulator.py", "ogm/test_transforms.py",
+              "ogm/test_ogmge.py", "ogm/test_modality_imbalance.py",
+              "ogm/test_modality_imbalance_monitor.py",
+              "callbacks/test_resumable_checkpoint.py",
+              "callbacks/test_pretrain_finetune.py",
+              "evaluation/test_answer.py", "evaluation/test_multilabel.py",
+              "datasets/test_uci_multilabel.py",
+              "networks/test_late_fusion.py", "networks/test_fusion_layers.py",
+              "experiment/test_methods.py", "experiment/test_run.py")
 DO_NOT_MUTATE = (
     r"^\s*(?:[rRfF]{0,2})[\"'].*[\"']\)?,?\s*$",  # message text lines
     r"^\s*(?:print|logging\.\w+|warnings\.warn)\(",
@@ -75,8 +86,9 @@ def define_flags():
     flags.DEFINE_list("modules", list(CORE_MODULES),
                       "keras_gblend modules to mutate.")
     flags.DEFINE_list("test_files", list(TEST_FILES),
-                      "Test files mutmut may run (fewer: faster, but a "
-                      "mutant only they miss counts as survived).")
+                      "Test files mutmut may run, as paths under tests/ "
+                      "(fewer: faster, but a mutant only they miss counts "
+                      "as survived).")
     flags.DEFINE_integer("budget_minutes", 240, "Time budget of mutmut run.",
                          lower_bound=1)
     flags.DEFINE_integer("children", 2, "Parallel mutant workers.",

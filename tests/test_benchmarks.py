@@ -7,7 +7,6 @@ import types
 
 import pytest
 
-from conftest import run_script
 
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
@@ -17,14 +16,15 @@ def kg_default_fraction():
     return experiment_config.ExperimentConfig().resolved().estimation_fraction
 
 
-def _run(script, *flags):
+def _run(run_script, script, *flags):
     return run_script("benchmarks", script, *flags)
 
 
-def test_speed_benchmark_tiny(tmp_path):
+def test_speed_benchmark_tiny(tmp_path, run_script):
     out = tmp_path / "speed"
     # (The ResNet-18 section takes minutes: not here.)
-    result = _run("speed.py", "--steps=2", "--repeats=1", "--epochs=1",
+    result = _run(run_script, "speed.py", "--steps=2", "--repeats=1",
+                  "--epochs=1",
                   "--sections=ogm_step", "--sections=online_vs_naive",
                   "--sections=estimation",
                   "--estimation_epochs=1", "--view_sets=fac,mor",
@@ -53,13 +53,14 @@ def test_speed_benchmark_tiny(tmp_path):
     text = open(f"{out}.md").read()
     assert "| 3 | fac,mor,zer |" in text
 
-    bad = _run("speed.py", "--view_sets=fac,rgb", f"--out={out}")
+    bad = _run(run_script, "speed.py", "--view_sets=fac,rgb", f"--out={out}")
     assert bad.returncode != 0 and "--view_sets" in bad.stderr
 
 
-def test_subset_weights_benchmark_tiny(tmp_path):
+def test_subset_weights_benchmark_tiny(tmp_path, run_script):
     out = tmp_path / "subset"
-    result = _run("subset_weights.py", "--settings=uci_fac_mor", "--seeds=0",
+    result = _run(run_script, "subset_weights.py", "--settings=uci_fac_mor",
+                  "--seeds=0",
                   "--fractions=0.5", "--estimation_epochs=1", f"--out={out}",
                   f"--plot={tmp_path}/subset.png")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -73,14 +74,15 @@ def test_subset_weights_benchmark_tiny(tmp_path):
     assert repeat["mean_abs_difference_to_full"] > 0
     assert os.path.getsize(f"{tmp_path}/subset.png") > 0
 
-    bad = _run("subset_weights.py", "--fractions=0,1", f"--out={out}2")
+    bad = _run(run_script, "subset_weights.py", "--fractions=0,1",
+               f"--out={out}2")
     assert bad.returncode != 0 and "--fractions" in bad.stderr
     assert not os.path.exists(f"{out}2.json")
 
 
-def test_accuracy_benchmark_tiny(tmp_path):
+def test_accuracy_benchmark_tiny(tmp_path, run_script):
     out = tmp_path / "accuracy"
-    result = _run("accuracy.py", "--seeds=0", "--epochs=2",
+    result = _run(run_script, "accuracy.py", "--seeds=0", "--epochs=2",
                   "--view_sets=fac,mor", "--methods=naive,unimodal:fac,ogm",
                   "--alphas=0.1,2", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -109,14 +111,15 @@ def test_accuracy_benchmark_tiny(tmp_path):
 
     for flag, name in (("--methods=naive,unimodal:rgb", "--methods"),
                        ("--alphas=strong", "--alphas")):
-        bad = _run("accuracy.py", flag, f"--out={out}2")
+        bad = _run(run_script, "accuracy.py", flag, f"--out={out}2")
         assert bad.returncode != 0 and name in bad.stderr
         assert not os.path.exists(f"{out}2.json")
 
 
-def test_accuracy_benchmark_on_av_digits_tiny(av_digits_dir, tmp_path):
+def test_accuracy_benchmark_on_av_digits_tiny(
+        av_digits_dir, tmp_path, run_script):
     out = tmp_path / "accuracy"
-    result = _run("accuracy.py", "--dataset=av_digits",
+    result = _run(run_script, "accuracy.py", "--dataset=av_digits",
                   f"--data_dirs={av_digits_dir}", "--seeds=0", "--epochs=1",
                   "--methods=unimodal:audio", "--lr_schedule=cosine",
                   f"--out={out}")
@@ -129,15 +132,17 @@ def test_accuracy_benchmark_on_av_digits_tiny(av_digits_dir, tmp_path):
         "audio": 1.0, "visual": 0.0, "joint": 0.0}
     assert "cosine learning rate" in open(f"{out}.md").read()
 
-    bad = _run("accuracy.py", "--dataset=av_digits",
+    bad = _run(run_script, "accuracy.py", "--dataset=av_digits",
                f"--data_dirs={tmp_path}/none", f"--out={out}2")
     assert bad.returncode != 0 and "--data_dirs" in bad.stderr
     assert not os.path.exists(f"{out}2.json")
 
 
-def test_pipeline_throughput_benchmark_tiny(av_digits_dir, tmp_path):
+def test_pipeline_throughput_benchmark_tiny(
+        av_digits_dir, tmp_path, run_script):
     out = tmp_path / "pipeline"
-    result = _run("pipeline_throughput.py", f"--data_dir={av_digits_dir}",
+    result = _run(run_script, "pipeline_throughput.py",
+                  f"--data_dir={av_digits_dir}",
                   "--repeats=1", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.load(open(f"{out}.json"))
@@ -148,7 +153,8 @@ def test_pipeline_throughput_benchmark_tiny(av_digits_dir, tmp_path):
     assert rows[-1]["fit_ratio_to_memory"] == 1.0
     assert "| TFRecords |" in open(f"{out}.md").read()
 
-    missing = _run("pipeline_throughput.py", f"--data_dir={tmp_path}/none",
+    missing = _run(run_script, "pipeline_throughput.py",
+                   f"--data_dir={tmp_path}/none",
                    f"--out={out}")
     assert missing.returncode != 0 and "--data_dir" in missing.stderr
 
@@ -304,6 +310,7 @@ def test_mutation_deselects_tests_that_run_scripts(tmp_path):
     assert mutation.script_tests(["test_a.py"], str(tmp_path)) == [
         "tests/test_a.py::test_script"]
     # The repository's own: the multi-label train-script test is one.
-    text = mutation.settings(["ogr"], ["test_multilabel.py"])
-    assert ("pytest_add_cli_args=\n    --deselect\n    tests/test_multilabel.py"
+    text = mutation.settings(["ogr"], ["evaluation/test_multilabel.py"])
+    assert ("pytest_add_cli_args=\n    --deselect\n    tests/evaluation/"
+            "test_multilabel.py"
             "::test_train_script_runs_gblend_on_multi_label_data") in text

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import keras_gblend as kg
-from conftest import sparse_ce, toy_data, toy_model
 
 SAVED = os.path.join(os.path.dirname(__file__), "fixtures", "before_regroup")
 MODELS = ["late_concat", "late_sum", "late_film", "late_gated", "late_lmf",
@@ -21,7 +20,7 @@ def expected():
     return dict(np.load(os.path.join(SAVED, "expected.npz")))
 
 
-def _inputs(name):
+def _inputs(toy_data, name):
     if name.startswith(("mid_", "nl_")):
         rng = np.random.default_rng(0)
         return {"audio": rng.normal(size=(24, 16, 8, 1)).astype("float32"),
@@ -31,10 +30,10 @@ def _inputs(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_model_saved_before_the_regroup_loads_and_predicts_the_same(
-        name, expected):
+        name, expected, toy_data):
     model = keras.saving.load_model(os.path.join(SAVED, f"{name}.keras"))
     assert isinstance(model, kg.BlendedModel)
-    predictions = model.predict(_inputs(name), verbose=0)
+    predictions = model.predict(_inputs(toy_data, name), verbose=0)
     for head in model.head_names:
         np.testing.assert_allclose(predictions[head],
                                    expected[f"{name}/{head}"], atol=1e-5)
@@ -46,7 +45,8 @@ def test_a_model_saved_before_the_regroup_loads_and_predicts_the_same(
             [0.2, 0.3, 0.5])
 
 
-def test_a_checkpoint_written_before_the_regroup_restores(expected):
+def test_a_checkpoint_written_before_the_regroup_restores(
+        expected, toy_model, sparse_ce):
     model = toy_model(seed=9, modulation=kg.OGMGE(alpha=0.5, seed=2))
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), sparse_ce())
     epochs = kg.ResumableCheckpoint.restore(

@@ -7,3 +7,4 @@ from keras_gblend.datasets.uci_multifeature import MultiViewData
 from keras_gblend.datasets.uci_multifeature import load_uci_multifeature
 from keras_gblend.datasets.uci_multilabel import load_uci_multilabel
 from keras_gblend.datasets.uci_paradox import load_uci_paradox
+from keras_gblend.datasets.spoken_digits import load_spoken_digits

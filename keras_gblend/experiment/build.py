@@ -23,6 +23,8 @@ from keras_gblend.model.blended_model import BlendedModel
 from keras_gblend.networks.encoders import (
     frames_encoder,
     frames_trunk,
+    mfcc_encoder,
+    small_image_encoder,
     spectrogram_encoder,
     spectrogram_trunk,
 )
@@ -48,6 +50,7 @@ def modulation(config: ExperimentConfig) -> Optional[OGMGE]:
         end_epoch=config.ogm_end_epoch,
         noise=kind == "ogm_ge",
         seed=config.seed,
+        apply_to=config.ogm_apply_to,
     )
 
 
@@ -129,7 +132,8 @@ def build_model(config: ExperimentConfig, encoders: Dict[str, keras.Model],
             encoders, num_classes, fusion=config.fusion,
             fusion_dropout=config.fusion_dropout,
             modulation=modulation(config), blend_scope=config.blend_scope,
-            multi_label=config.multi_label)
+            multi_label=config.multi_label,
+            unimodal_heads=config.unimodal_heads)
     else:
         model = late_fusion_model(
             encoders,
@@ -194,6 +198,8 @@ def load_data(config: ExperimentConfig):
 
         return (data["train"], data["holdout"], (data["test"],), encoders,
                 data["num_classes"])
+    if config.dataset == "spoken_digits":
+        return _spoken_digits(config)
     if config.dataset == "uci_paradox":
         data = datasets.load_uci_paradox(seed=config.seed)
     elif config.dataset == "uci_multilabel":
@@ -216,3 +222,22 @@ def load_data(config: ExperimentConfig):
         }
 
     return train, holdout, (data.x_test, data.y_test), encoders, data.num_classes
+
+
+def _spoken_digits(config: ExperimentConfig):
+    """`load_data` for the spoken digits: MFCC and image encoders."""
+    data = datasets.load_spoken_digits(seed=config.seed)
+    train, holdout = split_holdout(
+        (data.x_train, data.y_train), fraction=config.holdout_fraction,
+        seed=config.seed)
+
+    def encoders():
+        return {
+            "audio": mfcc_encoder(train[0]["audio"],
+                                  units=config.encoder_units),
+            "image": small_image_encoder(train[0]["image"].shape[1:],
+                                         units=config.encoder_units),
+        }
+
+    return (train, holdout, (data.x_test, data.y_test), encoders,
+            data.num_classes)

@@ -28,7 +28,8 @@ from keras_gblend.gblend.presets import AUTO, PRESET, SPAN
 
 # Names the scripts offer. The modules that implement them define the same
 # tuples (tests/test_config.py checks that they agree).
-DATASETS = ("uci_mfeat", "uci_paradox", "av_digits", "uci_multilabel")
+DATASETS = ("uci_mfeat", "uci_paradox", "av_digits", "uci_multilabel",
+            "spoken_digits")
 UCI_VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 LATE_FUSIONS = ("concat", "sum", "film", "gated", "lmf", "se_gate")
 CONCAT_PRESETS = ("concat_fc0", "concat_fc1", "concat_fc2", "concat_fc4")
@@ -40,6 +41,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 AV_DIGITS_MODALITIES = ("audio", "visual")
+SPOKEN_DIGITS_MODALITIES = ("audio", "image")
+OGM_APPLY_TO = ("gradient", "learning_rate")
 UCI_PARADOX_VIEWS = ("fac", "zer")
 # More would overflow no counter but is no run anyone means to start.
 MAX_EPOCHS = 1_000_000
@@ -153,7 +156,8 @@ class ExperimentConfig:
 
     dataset: str = setting(
         "uci_mfeat", "Built-in dataset (uci_paradox: the set on which naive "
-        "fusion loses to its best modality).", "str", "data",
+        "fusion loses to its best modality; spoken_digits: real recorded "
+        "speech with digit images, OGM-GE's regime).", "str", "data",
         choices=DATASETS)
     data_dir: Optional[str] = setting(
         None, "AV-digits folder (from scripts/make_av_digits.py); "
@@ -194,6 +198,12 @@ class ExperimentConfig:
         "with n FC layers; mid_concat_1d/2d/3d, nl_gate, mid_se_gate: mid "
         "fusion, av_digits only; se_gate: two modalities).", "str", "model",
         choices=ALL_FUSIONS)
+    unimodal_heads: str = setting(
+        "matched", "Mid fusion: each uni-modal head's path after the fusion "
+        "point: matched (its own copy of the post-fusion blocks, as deep as "
+        "the joint head's) or linear (a classifier on the pooled pre-fusion "
+        "map, the earlier design).", "str", "model",
+        choices=("matched", "linear"))
     fusion_dropout: float = setting(
         0.0, "Dropout rate on the features at the fusion.", "float", "model",
         low=0.0, high=1.0, high_open=True)
@@ -257,6 +267,11 @@ class ExperimentConfig:
         1, "Times each estimate's clones train, with different shuffle "
         "seeds; their spread joins the standard errors (each repeat costs "
         "one more estimate's training).", "int", "G-Blend", low=1)
+    probe_encoders: bool = setting(
+        False, "After training, a linear probe of each modality's encoder "
+        "(trained on the training split, scored on the test split; "
+        "metrics.json's probe_accuracy): how much each encoder learned.",
+        "bool", "run")
     ogr_monitor: bool = setting(
         False, "Log each head's overfitting, generalization and OGR every "
         "epoch (kg.OGRMonitor).", "bool", "G-Blend")
@@ -268,6 +283,10 @@ class ExperimentConfig:
     ogm_end_epoch: Optional[int] = setting(
         None, "Last epoch of the OGM-GE window, 0-based (default: none).",
         "int", "OGM-GE", low=0, optional=True)
+    ogm_apply_to: str = setting(
+        "gradient", "Where the OGM coefficient acts: gradient (the paper; "
+        "SGD) or learning_rate (the encoder's step, which survives Adam and "
+        "AdamW).", "str", "OGM-GE", choices=OGM_APPLY_TO)
     ogm_premise_check: bool = setting(
         True, "OGM methods: halfway through the run, train each modality "
         "alone (a clone, as many epochs as trained so far, on half the "
@@ -399,6 +418,8 @@ class ExperimentConfig:
             return AV_DIGITS_MODALITIES
         if self.dataset == "uci_paradox":
             return UCI_PARADOX_VIEWS
+        if self.dataset == "spoken_digits":
+            return SPOKEN_DIGITS_MODALITIES
         return tuple(self.views)
 
     @property

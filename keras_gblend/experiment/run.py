@@ -82,7 +82,9 @@ def run_experiment(config: ExperimentConfig) -> Dict:
         initial_epoch, gblend.timings if gblend is not None else [],
         premise.diagnosis if premise is not None else None,
         stopped_early=(config.method == "early_stop"
-                       and initial_epoch + trained < config.epochs))
+                       and initial_epoch + trained < config.epochs),
+        probe_accuracy=(scores.probe_scores(config, model, train, test)
+                        if config.probe_encoders else None))
 
 
 def prepare_process(config: ExperimentConfig) -> ExperimentConfig:

@@ -9,13 +9,14 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 
+from keras_gblend.evaluation import linear_probe
 from keras_gblend.evaluation.answer import select_answer
 from keras_gblend.evaluation.multilabel import mean_auc, mean_average_precision
 
 
 def write_results(config, model, model_dir, holdout, test, history, wall_time,
              initial_epoch, estimation_timings=(), ogm_diagnosis=None,
-             stopped_early=False) -> Dict:
+             stopped_early=False, probe_accuracy=None) -> Dict:
     """Evaluates `model` and writes `metrics.json` and `model.keras`."""
     results = {
         "dataset": config.dataset,
@@ -37,6 +38,9 @@ def write_results(config, model, model_dir, holdout, test, history, wall_time,
         "history_first_epoch": 0,
         # early_stop: stopped before `epochs` (the best epoch's weights).
         "stopped_early": stopped_early,
+        # With `probe_encoders`: per modality, a linear probe of its
+        # encoder (train split -> test split).
+        "probe_accuracy": probe_accuracy,
         "history": {
             k: [float(v) for v in values] for k, values in history.items()
         },
@@ -82,3 +86,11 @@ def test_scores(config, model, test) -> Dict[str, Dict[str, float]]:
         scores["test_mauc"][head] = mean_auc(y, probabilities)
         scores["test_map"][head] = mean_average_precision(y, logits[head])
     return scores
+
+
+def probe_scores(config, model, train, test) -> Dict[str, float]:
+    """Per modality, the test accuracy of a linear probe of its encoder
+    trained on the training split (`kg.evaluation.linear_probe`)."""
+    return linear_probe.probe_every_encoder(
+        model, model.modalities, train, test if len(test) > 1 else test[0],
+        model.num_classes, batch_size=config.batch_size, seed=config.seed)

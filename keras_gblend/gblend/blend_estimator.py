@@ -24,7 +24,7 @@ so an online estimate costs the clones' training and little else.
 import gc
 import math
 import time
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -312,8 +312,10 @@ class BlendEstimator:
         estimate.seconds = seconds
         return estimate
 
-    def unimodal_holdout_values(self, epochs: int, seed: Optional[int] = None
-                                ) -> Dict[str, float]:
+    def unimodal_holdout_values(
+        self, epochs: int, seed: Optional[int] = None,
+        inspect: Optional[Callable[[BlendedModel, Sequence[str]], None]] = None,
+    ) -> Dict[str, float]:
         """Trains the uni-modal clone(s) alone from the model's current
         weights (no joint head) and returns each modality head's mean value
         on the holdout: its loss, or its error `1 - accuracy` with
@@ -322,6 +324,9 @@ class BlendEstimator:
         Args:
             epochs: epochs the clones train.
             seed: shuffle seed (default: the estimator's).
+            inspect: called as `inspect(clone, modalities)` with each
+                trained clone before it is freed (e.g. to probe its
+                encoders).
 
         Returns:
             `{modality: mean holdout value}`.
@@ -335,6 +340,8 @@ class BlendEstimator:
             self._train_clone(clone, group, epochs, seed)
             _, on_holdout = self._measure(clone, group)
             values.update(zip(group, on_holdout.mean(axis=1).tolist()))
+            if inspect is not None:
+                inspect(clone, group)
             del clone
         return values
 

@@ -64,6 +64,13 @@ def learning_rate_object(optimizer: keras.optimizers.Optimizer):
     return optimizer._learning_rate
 
 
+def variable_index(optimizer: keras.optimizers.Optimizer, variable) -> int:
+    """The position of `variable` among the variables `optimizer` updates,
+    for a Keras variable or the `tf.Variable` (or a replica's component)
+    that `update_step` receives: `Optimizer._get_variable_index`."""
+    return optimizer._get_variable_index(variable)
+
+
 def set_initial_epoch(model: keras.Model, epoch: int) -> None:
     """Makes the `fit` in progress start at `epoch`, as
     `keras.callbacks.BackupAndRestore` does (`Trainer._initial_epoch`, read
@@ -111,5 +118,6 @@ def private_members() -> List[str]:
     return ["KerasTensor._keras_history", "Operation._inbound_nodes",
             "Model._aggregate_additional_loss", "Trainer._loss_tracker",
             "Trainer._jit_compile", "Optimizer._learning_rate",
+            "Optimizer._get_variable_index",
             "Trainer._initial_epoch", f"Model.{SYMBOLIC_BUILD_METHOD}",
             "MultiWorkerMirroredStrategy.extended._in_multi_worker_mode"]

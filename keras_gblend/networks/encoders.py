@@ -167,3 +167,49 @@ def resnet18_frames(input_shape: Sequence[int],
     return _mean_over_frames(
         input_shape, resnet18(tuple(input_shape)[1:], name=f"{name}_resnet18"),
         name)
+
+
+def mfcc_encoder(
+    train_mfcc, widths: Sequence[int] = (32, 64), units: int = 64,
+    name: str = "audio_encoder",
+) -> keras.Model:
+    """For MFCC sequences `(frames, coefficients)`: each coefficient
+    standardized (statistics of `train_mfcc`), Conv1D-BN-ReLU blocks over
+    time, global average pooling, a ReLU layer of `units`.
+
+    Example:
+
+    ```python
+    data = kg.datasets.load_spoken_digits()
+    encoder = kg.encoders.mfcc_encoder(data.x_train["audio"])
+    ```
+    """
+    normalization = keras.layers.Normalization(axis=-1, name=f"{name}_norm")
+    normalization.adapt(train_mfcc)
+    layers = [keras.Input(train_mfcc.shape[1:]), normalization]
+    for width in widths:
+        layers += [keras.layers.Conv1D(width, 3, padding="same",
+                                       use_bias=False),
+                   keras.layers.BatchNormalization(momentum=0.9),
+                   keras.layers.ReLU()]
+    layers += [keras.layers.GlobalAveragePooling1D(),
+               keras.layers.Dense(units, activation="relu")]
+    return keras.Sequential(layers, name=name)
+
+
+def small_image_encoder(
+    input_shape: Sequence[int], units: int = 64,
+    name: str = "image_encoder",
+) -> keras.Model:
+    """For small grayscale images (8x8 digits): flattened, one ReLU layer
+    of `units`.
+
+    Example:
+
+    ```python
+    encoder = kg.encoders.small_image_encoder((8, 8, 1))
+    ```
+    """
+    return keras.Sequential([
+        keras.Input(tuple(input_shape)), keras.layers.Flatten(),
+        keras.layers.Dense(units, activation="relu")], name=name)

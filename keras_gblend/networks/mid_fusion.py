@@ -20,6 +20,11 @@ from keras_gblend.model.gradient_transform import GradientTransform
 MID_FUSIONS = ("mid_concat_1d", "mid_concat_2d", "mid_concat_3d", "nl_gate",
                "mid_se_gate")
 SE_DIRECTIONS = ("audio_to_visual", "visual_to_audio", "both")
+# The uni-modal heads: each modality's own copy of the post-fusion blocks on
+# its stream before a linear classifier (the same depth as the joint head
+# after the fusion point), or a linear classifier on the pooled pre-fusion
+# map (the earlier design).
+UNIMODAL_HEADS = ("matched", "linear")
 
 
 # Convolution of a post-fusion block by the map it works on: layer class
@@ -91,6 +96,7 @@ def mid_fusion_model(
     blend_scope: str = "shared",
     multi_label: bool = False,
     name: str = "mid_fusion",
+    unimodal_heads: str = "matched",
 ) -> BlendedModel:
     """Builds an audio-visual classifier fused after an intermediate block.
 
@@ -98,8 +104,15 @@ def mid_fusion_model(
     input to an audio map `(time, frequency, channels)`, the other to a
     visual map `(time, height, width, channels)` (roles read from the
     ranks; e.g. `kg.encoders.spectrogram_trunk`, `kg.encoders.frames_trunk`).
-    Each modality's uni-modal head is a linear classifier on its pooled
-    pre-fusion map (as the paper's mid-fusion G-Blend). The joint head:
+    Each modality's uni-modal head (`unimodal_heads="matched"`, default) is
+    that modality's own copy of the post-fusion blocks on its stream
+    (Conv2D on audio, per-frame Conv2D on visual, `post_fusion_widths`),
+    pooled and classified: a uni-modal path as deep after the fusion point
+    as the joint head's, so that G-Blend's ΔG and ΔO compare like with like
+    (with `"linear"`, a linear classifier on the pooled pre-fusion map, two
+    conv blocks against the joint head's three, G-Blend handed most of the
+    weight to the weak heads and hurt: docs/architectures.md). The joint
+    head:
 
     - `"mid_concat_1d"`, `"mid_concat_2d"`, `"mid_concat_3d"` (6.2):
       `MidConcat` (for 2-D, after stride-2 convolutions that shorten the
@@ -129,6 +142,7 @@ def mid_fusion_model(
         fusion_dropout: dropout before the joint classifier.
         input_shapes, joint_output, modulation, blend_scope, multi_label,
             name: as `kg.late_fusion_model`.
+        unimodal_heads: `"matched"` or `"linear"` (see above).
 
     Returns:
         An uncompiled `BlendedModel`.
@@ -145,6 +159,9 @@ def mid_fusion_model(
     num_classes = input_checks.check_num_classes(num_classes, multi_label)
     _check_arguments(trunks, fusion, se_direction, fusion_dropout,
                      joint_output)
+    if unimodal_heads not in UNIMODAL_HEADS:
+        raise ValueError(f"`unimodal_heads` must be one of {UNIMODAL_HEADS}, "
+                         f"got {unimodal_heads!r}.")
     inputs, maps, outputs = {}, {}, {}
     for modality, trunk in trunks.items():
         inputs[modality] = keras.Input(
@@ -154,42 +171,13 @@ def mid_fusion_model(
     check_streams(maps[audio_name].shape, maps[visual_name].shape,
                   "mid_fusion_model")
     for modality, feature_map in maps.items():
-        outputs[modality] = keras.layers.Dense(
-            num_classes, name=f"{modality}_head"
-        )(_global_pool(feature_map, f"{modality}_pool"))
-    audio, visual = maps[audio_name], maps[visual_name]
-    if fusion.startswith("mid_concat"):
-        dims = int(fusion[-2])
-        if dims == 2:
-            audio = _shorten_audio(audio, int(visual.shape[1]), "fusion_audio")
-        fused = MidConcat(dims, name="mid_concat")([audio, visual])
-        for index, width in enumerate(post_fusion_widths):
-            fused = _conv_block(fused, width, f"{dims}d",
-                                f"fusion_block{index}")
-        features = _global_pool(fused, "fusion_pool")
-    else:
-        if fusion == "nl_gate":
-            key_value = MidConcat(2, name="mid_concat")([
-                _shorten_audio(audio, int(visual.shape[1]), "fusion_audio"),
-                visual])
-            visual = NonLocalGate(nl_units, name="nl_gate")([visual, key_value])
-        else:
-            gated_audio = audio
-            if se_direction in ("visual_to_audio", "both"):
-                gated_audio = ChannelGate(
-                    residual=se_residual, name="se_gate_to_audio")([audio, visual])
-            if se_direction in ("audio_to_visual", "both"):
-                visual = ChannelGate(
-                    residual=se_residual, name="se_gate_to_visual")([visual, audio])
-            audio = gated_audio
-        for index, width in enumerate(post_fusion_widths):
-            audio = _conv_block(audio, width, "2d",
-                                f"fusion_audio_block{index}")
-            visual = _conv_block(visual, width, "frames",
-                                 f"fusion_visual_block{index}")
-        features = keras.layers.Concatenate(name="fusion_concat")(
-            [_global_pool(audio, "fusion_audio_pool"),
-             _global_pool(visual, "fusion_visual_pool")])
+        kind = "2d" if modality == audio_name else "frames"
+        outputs[modality] = _unimodal_head(
+            feature_map, kind, num_classes, post_fusion_widths,
+            unimodal_heads == "matched", modality)
+    features = _joint_features(
+        fusion, maps[audio_name], maps[visual_name], post_fusion_widths,
+        se_direction, se_residual, nl_units)
     if fusion_dropout:
         features = keras.layers.Dropout(fusion_dropout,
                                         name="fusion_dropout")(features)
@@ -217,3 +205,50 @@ def _check_arguments(trunks, fusion, se_direction, fusion_dropout,
             f"`fusion_dropout` must be in [0, 1), got {fusion_dropout}.")
     if joint_output in trunks:
         raise ValueError(f"Modality names must differ from {joint_output!r}.")
+
+
+def _unimodal_head(feature_map, kind, num_classes, widths, matched, modality):
+    """A modality's head: (with `matched`) its own post-fusion blocks on
+    its stream, then global pooling and a linear classifier."""
+    if matched:
+        for index, width in enumerate(widths):
+            feature_map = _conv_block(feature_map, width, kind,
+                                      f"{modality}_head_block{index}")
+    return keras.layers.Dense(num_classes, name=f"{modality}_head")(
+        _global_pool(feature_map, f"{modality}_pool"))
+
+
+def _joint_features(fusion, audio, visual, widths, se_direction, se_residual,
+                    nl_units):
+    """The joint head's pooled features: the fusion, then the post-fusion
+    blocks (shared for mid-concat, per stream for the gates)."""
+    if fusion.startswith("mid_concat"):
+        dims = int(fusion[-2])
+        if dims == 2:
+            audio = _shorten_audio(audio, int(visual.shape[1]), "fusion_audio")
+        fused = MidConcat(dims, name="mid_concat")([audio, visual])
+        for index, width in enumerate(widths):
+            fused = _conv_block(fused, width, f"{dims}d",
+                                f"fusion_block{index}")
+        return _global_pool(fused, "fusion_pool")
+    if fusion == "nl_gate":
+        key_value = MidConcat(2, name="mid_concat")([
+            _shorten_audio(audio, int(visual.shape[1]), "fusion_audio"),
+            visual])
+        visual = NonLocalGate(nl_units, name="nl_gate")([visual, key_value])
+    else:
+        gated_audio = audio
+        if se_direction in ("visual_to_audio", "both"):
+            gated_audio = ChannelGate(
+                residual=se_residual, name="se_gate_to_audio")([audio, visual])
+        if se_direction in ("audio_to_visual", "both"):
+            visual = ChannelGate(
+                residual=se_residual, name="se_gate_to_visual")([visual, audio])
+        audio = gated_audio
+    for index, width in enumerate(widths):
+        audio = _conv_block(audio, width, "2d", f"fusion_audio_block{index}")
+        visual = _conv_block(visual, width, "frames",
+                             f"fusion_visual_block{index}")
+    return keras.layers.Concatenate(name="fusion_concat")(
+        [_global_pool(audio, "fusion_audio_pool"),
+         _global_pool(visual, "fusion_visual_pool")])

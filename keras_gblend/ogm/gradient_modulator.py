@@ -4,10 +4,11 @@ backward pass and the optimizer update."""
 from typing import Dict, List, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_gblend.model import head_graph
+from keras_gblend.model import head_graph, keras_compat
 from keras_gblend.ogm.transforms import (
     add_gradient_noise,
     discrepancy_ratios,
@@ -123,6 +124,50 @@ class GradientModulator:
             for kind in ("coefficient", "ratio")
             for m in model.modalities
         ]
+        # `apply_to="learning_rate"`: this step's coefficient per modality,
+        # read by the optimizer's step (`install`). Every replica computes
+        # the same coefficients (scores are summed over replicas first).
+        self.learning_rate_scales = None
+        if self.config.apply_to == "learning_rate":
+            self.learning_rate_scales = keras.Variable(
+                np.ones(len(model.modalities), "float32"), trainable=False,
+                aggregation="only_first_replica",
+                name="ogm_learning_rate_scales")
+
+    def install(self, optimizer) -> None:
+        """Under `apply_to="learning_rate"`, makes `optimizer` (the model's)
+        scale each modulated encoder variable's learning rate by its
+        modality's coefficient of the step; otherwise nothing. Idempotent.
+
+        The optimizer's `update_step(gradient, variable, learning_rate)`,
+        the step every Keras optimizer implements, is wrapped on this
+        instance: variables outside the modulated groups get the learning
+        rate as it is.
+        """
+        if self.learning_rate_scales is None:
+            return
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        if getattr(inner, "_ogm_learning_rate_modulator", None) is self:
+            return
+        if not inner.built:
+            inner.build(self.model.trainable_variables)
+        by_index = {}
+        for variable in self.model.trainable_variables:
+            for m, group in enumerate(self.variable_ids):
+                if id(variable) in group:
+                    by_index[keras_compat.variable_index(inner, variable)] = m
+        step = inner.update_step
+        scales = self.learning_rate_scales
+
+        def update_step(gradient, variable, learning_rate):
+            m = by_index.get(keras_compat.variable_index(inner, variable))
+            if m is not None:
+                learning_rate = learning_rate * ops.cast(
+                    ops.convert_to_tensor(scales)[m], learning_rate.dtype)
+            return step(gradient, variable, learning_rate)
+
+        inner.update_step = update_step
+        inner._ogm_learning_rate_modulator = self
 
     def fit_callbacks(self) -> List[keras.callbacks.Callback]:
         """What `BlendedModel.fit` runs first: the epoch counter that opens
@@ -230,6 +275,11 @@ class GradientModulator:
         for m in range(k):
             self.trackers[m].update_state(coefficients[m])
             self.trackers[k + m].update_state(ratios[m])
+        if self.learning_rate_scales is not None:
+            # The optimizer's step scales the learning rate instead.
+            self.learning_rate_scales.assign(
+                ops.cast(coefficients, "float32"))
+            coefficients = ops.ones_like(coefficients)
 
         groups = self.index_groups(variables)
         grouped = {i for group in groups for i in group}
@@ -267,6 +317,7 @@ class ModulationEpochCounter(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.model.modulator.check_scored_heads_train()
+        self.model.modulator.install(self.model.optimizer)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.modulation_epoch.assign(epoch)

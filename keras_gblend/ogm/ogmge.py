@@ -13,6 +13,10 @@ from keras_gblend.ogm.gradient_modulator import GradientModulator
 
 PARAMS = ("kernels", "conv", "all")
 SCORE_SOURCES = ("auto", "fusion", "heads")
+# Where the coefficient acts: on the gradient (the paper and its reference
+# code, for SGD), or on the encoder's learning rate (survives adaptive
+# optimizers, which divide by the gradient's running scale).
+APPLY_TO = ("gradient", "learning_rate")
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -36,6 +40,16 @@ class OGMGE(GradientTransform):
             modality's encoder. Default: read from the graph, as the
             variables shared by modality m's head and the joint head.
         seed: seed of the GE noise.
+        apply_to: where the coefficient `k` acts. `"gradient"` (the paper,
+            its reference code): the encoder's gradient is scaled by `k`;
+            with SGD the step shrinks by `k`, but an adaptive optimizer
+            (Adam, AdamW, RMSprop) divides by the gradient's running scale
+            and undoes it. `"learning_rate"`: the optimizer's learning rate
+            for that encoder's variables is scaled by `k` on that step, so
+            its step shrinks by `k` under any optimizer whose step is linear
+            in the learning rate (SGD, with or without momentum, Adam,
+            AdamW's gradient step; AdamW's decoupled weight decay is not
+            scaled). GE noise is added to the unscaled gradient.
 
     Example:
 
@@ -57,7 +71,11 @@ class OGMGE(GradientTransform):
         score_source: str = "auto",
         encoder_layers: Optional[Dict[str, Sequence[str]]] = None,
         seed: Optional[int] = None,
+        apply_to: str = "gradient",
     ):
+        if apply_to not in APPLY_TO:
+            raise ValueError(
+                f"`apply_to` must be one of {APPLY_TO}, got {apply_to!r}.")
         if params not in PARAMS:
             raise ValueError(f"`params` must be one of {PARAMS}, got {params!r}.")
         if score_source not in SCORE_SOURCES:
@@ -93,6 +111,7 @@ class OGMGE(GradientTransform):
             else {m: list(names) for m, names in encoder_layers.items()}
         )
         self.seed = seed
+        self.apply_to = apply_to
 
     def get_config(self) -> Dict[str, Any]:
         return {
@@ -105,6 +124,7 @@ class OGMGE(GradientTransform):
             "score_source": self.score_source,
             "encoder_layers": self.encoder_layers,
             "seed": self.seed,
+            "apply_to": self.apply_to,
         }
 
     @classmethod

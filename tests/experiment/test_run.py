@@ -1,0 +1,25 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_gblend.experiment import build, config as experiment_config, run
+
+
+def test_early_stop_restores_the_best_holdout_epoch(tmp_path):
+    config = experiment_config.ExperimentConfig(
+        method="early_stop", epochs=60, patience=2, learning_rate=0.5,
+        verbose=0, model_dir=str(tmp_path / "run"))
+    results = run.run_experiment(config)
+    losses = results["history"]["val_joint_loss"]
+    assert len(losses) < 60 and results["stopped_early"]
+    best = int(np.argmin(losses))
+    assert len(losses) == best + 1 + 2  # patience epochs after the best
+    # The saved model holds the best epoch's weights: its holdout joint
+    # loss is the best logged one.
+    model = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))
+    _, holdout, _, _, _ = build.load_data(config)
+    scores = model.evaluate(*holdout, return_dict=True, verbose=0)
+    assert scores["joint_loss"] == pytest.approx(losses[best], rel=1e-4)
+    # A rerun keeps the finished run instead of training on.
+    again = run.run_experiment(config)
+    assert again["history"] == results["history"]
