@@ -38,7 +38,8 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest", "scikit-learn", "soundfile", "matplotlib>=3.8"],
+        "test": ["pytest", "pytest-xdist", "scikit-learn", "soundfile",
+                 "matplotlib>=3.8"],
         "av": ["scikit-learn"],
         "audio": ["soundfile"],
         "plot": ["matplotlib>=3.8"],

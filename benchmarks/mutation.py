@@ -22,8 +22,9 @@ reworded message is not an algorithmic mistake.
 
 Usage (needs `pip install -e ".[mutation]"`):
     python benchmarks/mutation.py                       # every core module
-    python benchmarks/mutation.py --modules=ogr,holdout --budget_minutes=30
-    python benchmarks/mutation.py --modules=ogr,measurement_noise \
+    python benchmarks/mutation.py --modules=gblend.ogr,inputs.holdout \
+        --budget_minutes=30
+    python benchmarks/mutation.py --modules=gblend.ogr,gblend.measurement_noise \
         --test_files=gblend/test_ogr.py,gblend/test_measurement_noise.py \
         --children=1
 
@@ -55,9 +56,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 EQUIVALENTS = os.path.join(HERE, "mutation_equivalents.json")
 
-CORE_MODULES = ("ogr", "measurement_noise", "estimation", "gblend_callback",
-                "holdout", "ogm", "blended_model", "checkpointing", "answer",
-                "stratified_subset", "modality_imbalance", "multilabel")
+# Modules as dotted paths under keras_gblend (the mutant names' prefixes).
+CORE_MODULES = (
+    "gblend.ogr", "gblend.measurement_noise", "gblend.blend_estimate",
+    "gblend.blend_estimator", "gblend.clones", "gblend.measurements",
+    "gblend.gblend_callback", "gblend.schedule", "gblend.stratified_subset",
+    "inputs.holdout", "inputs.input_data", "ogm.ogmge", "ogm.transforms",
+    "ogm.gradient_modulator", "ogm.modality_imbalance",
+    "ogm.modality_imbalance_monitor", "model.blended_model",
+    "model.head_losses", "model.fit_data", "model.blend_state",
+    "callbacks.resumable_checkpoint", "evaluation.answer",
+    "evaluation.multilabel")
 # Fast, in-process tests: mutmut maps each function to the ones that run it.
 # Paths under tests/.
 TEST_FILES = ("gblend/test_ogr.py", "gblend/test_measurement_noise.py",
@@ -131,7 +140,8 @@ def script_tests(test_files, tests_dir=os.path.join(REPO, "tests")):
 
 
 def settings(modules, test_files=TEST_FILES):
-    only = "\n".join(f"    keras_gblend/{m}.py" for m in modules)
+    only = "\n".join(f"    keras_gblend/{m.replace('.', '/')}.py"
+                     for m in modules)
     tests = "\n".join(f"    tests/{t}" for t in test_files)
     patterns = "\n".join(f"    {p}" for p in DO_NOT_MUTATE)
     deselect = "".join(f"\n    --deselect\n    {t}"

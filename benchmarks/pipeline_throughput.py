@@ -27,7 +27,7 @@ from keras_gblend.experiment import cli  # noqa: E402
 import keras_gblend as kg  # noqa: E402
 from keras_gblend import data as kd  # noqa: E402
 from keras_gblend.datasets import av_digits  # noqa: E402
-from results_files import write_results  # noqa: E402
+from results_files import device_description, write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -117,8 +117,8 @@ def measure(shard_dir):
             for name in datasets]
     lines = ["# Pipeline throughput on AV-digits", "",
              f"{n} training clips (spectrogram 101x64, 3 frames 32x32), batch "
-             f"{FLAGS.batch_size}, evaluation-mode decoding, CPU "
-             f"({os.cpu_count()} cores), median of {FLAGS.repeats} interleaved "
+             f"{FLAGS.batch_size}, evaluation-mode decoding, "
+             f"{device_description()}, median of {FLAGS.repeats} interleaved "
              "repeats after a warm-up epoch. `fit` trains the conv late-fusion "
              "model of `scripts/train.py --dataset=av_digits`.", "",
              "| source | pipeline alone (examples/s) | fit (examples/s) | fit vs memory |",

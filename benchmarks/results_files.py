@@ -13,6 +13,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MACHINE_FOLDERS = ("/tmp", "/root", "/home")
 
 
+def device_description() -> str:
+    """The accelerator a run used, by name, or the CPU's core count (for a
+    table's heading)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU, {os.cpu_count()} cores"
+    names = [tf.config.experimental.get_device_details(g).get(
+        "device_name", g.name) for g in gpus]
+    return (f"{len(gpus)} GPU ({', '.join(names)}), {os.cpu_count()} CPU "
+            "cores")
+
+
 def _shown(value: str) -> str:
     """`value` with every comma-separated absolute path under one of
     `MACHINE_FOLDERS` replaced by its last component."""

@@ -38,7 +38,7 @@ from keras_gblend.gblend import blend_estimate  # noqa: E402
 from keras_gblend.experiment import build as experiment_build  # noqa: E402
 from keras_gblend.experiment import config as experiment_config, run  # noqa: E402
 import ogm_reference  # noqa: E402
-from results_files import write_results  # noqa: E402
+from results_files import device_description, write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +81,10 @@ def define_flags():
         "Estimation: UCI view sets (k = number of views).")
     flags.DEFINE_multi_enum("sections", list(SECTIONS), list(SECTIONS),
                             "Which comparisons to run.")
+    flags.DEFINE_multi_enum("modes", list(MODES), list(MODES),
+                            "Step times: graph (tf.function) and/or XLA.")
+    flags.DEFINE_multi_enum("precisions", ["float32"], PRECISIONS,
+                            "Step times: Keras dtype policies to time.")
     flags.DEFINE_string("out", os.path.join(HERE, "results", "speed", "speed"),
                         "Output path without extension.")
 
@@ -135,10 +139,15 @@ class StepTimer(keras.callbacks.Callback):
         return list(np.diff(self.stamps)[1:])
 
 
+MODES = {"graph": False, "xla": True}
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
 def step_times(encoders, shapes, batch_size, steps, repeats, variants):
-    """Median step time of each variant `{name: (modulation, blend scope)}`,
-    graph and XLA, on random data of `shapes`; rows with the ratio to
-    Keras's own train step (the first variant)."""
+    """Median step time of each variant `{name: (modulation, blend scope)}`
+    in each of `--modes` and `--precisions`, on random data of `shapes`;
+    rows with the ratio to Keras's own train step (the first variant) in
+    the same mode and precision."""
     n = batch_size * steps
     rng = np.random.default_rng(0)
     x = {m: rng.normal(size=(n,) + shape).astype("float32")
@@ -146,12 +155,19 @@ def step_times(encoders, shapes, batch_size, steps, repeats, variants):
     y = rng.integers(0, 6, size=n).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
         batch_size).cache()
+    settings = [(mode, precision) for precision in FLAGS.precisions
+                for mode in FLAGS.modes]
     models = {}
-    for jit in (False, True):
-        for name, (modulation, scope) in variants.items():
-            model = build(encoders, modulation, jit, scope)
-            model.fit(dataset, epochs=1, verbose=0)  # trace + warm up
-            models[(jit, name)] = model
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        for mode, precision in settings:
+            keras.mixed_precision.set_global_policy(precision)
+            for name, (modulation, scope) in variants.items():
+                model = build(encoders, modulation, MODES[mode], scope)
+                model.fit(dataset, epochs=1, verbose=0)  # trace + warm up
+                models[(mode, precision, name)] = model
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     # Per-step durations (a batch callback stamps each step's end), pooled
     # over interleaved repeats: the median is robust to the scheduler
     # stalls that make whole-epoch times of a shared 2-core VM bimodal.
@@ -163,11 +179,12 @@ def step_times(encoders, shapes, batch_size, steps, repeats, variants):
             durations[key] += timer.durations()
     rows = []
     first = next(iter(variants))
-    for jit in (False, True):
-        base = np.median(durations[(jit, first)])
+    for mode, precision in settings:
+        base = np.median(durations[(mode, precision, first)])
         for name in variants:
-            times = durations[(jit, name)]
-            rows.append({"mode": "XLA" if jit else "graph", "variant": name,
+            times = durations[(mode, precision, name)]
+            rows.append({"mode": "XLA" if MODES[mode] else "graph",
+                         "precision": precision, "variant": name,
                          "ms_per_step": 1000 * float(np.median(times)),
                          "ms_p10": 1000 * float(np.percentile(times, 10)),
                          "ms_p90": 1000 * float(np.percentile(times, 90)),
@@ -176,11 +193,11 @@ def step_times(encoders, shapes, batch_size, steps, repeats, variants):
 
 
 def step_lines(title, rows):
-    lines = [title, "", "| mode | variant | ms/step (p10–p90) | ratio to "
-             "Keras |", "|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['variant']} | {r['ms_per_step']:.2f} "
-              f"({r['ms_p10']:.1f}–{r['ms_p90']:.1f}) | "
-              f"{r['ratio_to_keras']:.3f} |" for r in rows]
+    lines = [title, "", "| mode | precision | variant | ms/step (p10–p90) "
+             "| ratio to Keras |", "|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['precision']} | {r['variant']} | "
+              f"{r['ms_per_step']:.2f} ({r['ms_p10']:.1f}–{r['ms_p90']:.1f})"
+              f" | {r['ratio_to_keras']:.3f} |" for r in rows]
     return lines
 
 
@@ -245,7 +262,7 @@ def reference_lines(keras_rows):
         return [], [f"The PyTorch reference was not timed: {error}"]
     import torch
     graph = {r["variant"]: r["ms_per_step"] for r in keras_rows
-             if r["mode"] == "graph"}
+             if r["mode"] == "graph" and r["precision"] == "float32"}
     keras_names = dict(zip(ogm_reference.VARIANTS.values(), graph))
     lines = ["### The reference's own step (PyTorch "
              f"{torch.__version__}, {torch.get_num_threads()} threads)", "",
@@ -435,7 +452,7 @@ def main(argv):
             "make it with scripts/make_av_digits.py --out DIR --n 2000.")
     results, lines = {}, [
         "# Speed: each method side by side with its baseline", "",
-        f"CPU, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Keras "
+        f"{device_description()}, TensorFlow {tf.__version__}, Keras "
         f"{keras.__version__}; all sections measured in one run of "
         "`benchmarks/speed.py`.", ""]
     for name in FLAGS.sections:

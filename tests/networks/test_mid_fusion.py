@@ -163,7 +163,9 @@ def test_mid_fusions_train_with_gblend_and_ogm_ge_and_save(
                                          batch_size=32)
     assert estimate.fused  # the uni-modal heads share no variable
     before = model.evaluate(x, y, return_dict=True, verbose=0)
-    model.fit(x, y, epochs=8, batch_size=16, verbose=0)
+    # 16 epochs: with OGM-GE slowing the audio trunk, the 1-D concat's
+    # 6-unit block is at 54 % after 8.
+    model.fit(x, y, epochs=16, batch_size=16, verbose=0)
     after = model.evaluate(x, y, return_dict=True, verbose=0)
     assert after["joint_loss"] < before["joint_loss"]
     assert after["joint_accuracy"] > 0.6  # chance 1/3
