@@ -314,3 +314,18 @@ def test_mutation_deselects_tests_that_run_scripts(tmp_path):
     assert ("pytest_add_cli_args=\n    --deselect\n    tests/evaluation/"
             "test_multilabel.py"
             "::test_train_script_runs_gblend_on_multi_label_data") in text
+
+
+def test_gpu_check_refuses_an_unknown_argument_before_any_work(tmp_path):
+    # The device check's other paths run on a device machine (and as a
+    # CPU rehearsal with --small, outside the suite: minutes).
+    import subprocess
+
+    out = tmp_path / "gpu"
+    result = subprocess.run(
+        ["bash", os.path.join(BENCHMARKS, "gpu_check.sh"), "--small",
+         "--epochs=3", f"--out={out}"], capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 2
+    assert "unknown argument '--epochs=3'" in result.stderr
+    assert not out.exists()  # nothing generated, nothing measured
