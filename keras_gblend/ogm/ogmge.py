@@ -49,7 +49,9 @@ class OGMGE(GradientTransform):
             its step shrinks by `k` under any optimizer whose step is linear
             in the learning rate (SGD, with or without momentum, Adam,
             AdamW's gradient step; AdamW's decoupled weight decay is not
-            scaled). GE noise is added to the unscaled gradient.
+            scaled). GE noise is drawn as in gradient mode (its std from
+            the unscaled gradient) and added before the optimizer, so
+            under SGD the scaled step shrinks it by `k` as well.
 
     Example:
 
