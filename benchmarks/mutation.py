@@ -165,7 +165,8 @@ def changed_lines(diff):
 
 def equivalence_reason(name, diff, equivalents):
     """The recorded reason a survivor changes no behaviour, if any."""
-    module = name.split(".")[1]  # keras_gblend.<module>.<mutant>
+    # keras_gblend.<package>.<module>.<mutant>: the module's dotted path.
+    module = name.split(".", 1)[1].rsplit(".", 1)[0]
     original, mutated = changed_lines(diff)
     for entry in equivalents:
         if (entry["module"] == module and entry["original"] == original

@@ -163,17 +163,22 @@ def test_mutation_report_matches_equivalents_of_functions_and_methods():
     sys.path.insert(0, BENCHMARKS)
     import mutation
 
-    entries = [{"module": "answer", "original": "a = 1", "mutated": "a = 2",
-                "reason": "why"}]
+    entries = [{"module": "evaluation.answer", "original": "a = 1",
+                "mutated": "a = 2", "reason": "why"}]
     diff = "--- x\n+++ y\n-    a = 1\n+    a = 2\n"
-    for name in ("keras_gblend.answer.x_select_answer__mutmut_3",
-                 "keras_gblend.answer.xǁAnswerǁaccuracy__mutmut_22"):
+    for name in ("keras_gblend.evaluation.answer.x_select_answer__mutmut_3",
+                 "keras_gblend.evaluation.answer.xǁAnswerǁaccuracy__mutmut_22"):
         assert mutation.equivalence_reason(name, diff, entries) == "why"
     assert mutation.equivalence_reason(
-        "keras_gblend.ogr.x_blend_weights__mutmut_3", diff, entries) is None
+        "keras_gblend.gblend.ogr.x_blend_weights__mutmut_3", diff,
+        entries) is None
     assert mutation.equivalence_reason(
-        "keras_gblend.answer.x_select_answer__mutmut_3",
+        "keras_gblend.evaluation.answer.x_select_answer__mutmut_3",
         "-    a = 1\n+    a = 3\n", entries) is None
+    # Every recorded equivalent names a module the run mutates.
+    recorded = json.load(open(os.path.join(BENCHMARKS,
+                                           "mutation_equivalents.json")))
+    assert {e["module"] for e in recorded} <= set(mutation.CORE_MODULES)
 
 
 def test_mutation_sample_draws_unchecked_mutants_of_each_module():
