@@ -199,8 +199,8 @@ def load_data(config: ExperimentConfig):
         return (data["train"], data["holdout"], (data["test"],), encoders,
                 data["num_classes"])
     if config.dataset == "spoken_digits":
-        return _spoken_digits(config)
-    if config.dataset == "uci_paradox":
+        data = datasets.load_spoken_digits(seed=config.seed)
+    elif config.dataset == "uci_paradox":
         data = datasets.load_uci_paradox(seed=config.seed)
     elif config.dataset == "uci_multilabel":
         data = datasets.load_uci_multilabel(views=config.views,
@@ -216,6 +216,13 @@ def load_data(config: ExperimentConfig):
     )
 
     def encoders():
+        if config.dataset == "spoken_digits":
+            return {
+                "audio": mfcc_encoder(train[0]["audio"],
+                                      units=config.encoder_units),
+                "image": small_image_encoder(train[0]["image"].shape[1:],
+                                             units=config.encoder_units),
+            }
         return {
             view: mlp_encoder(train[0][view], config.encoder_units, view)
             for view in data.views
@@ -223,21 +230,3 @@ def load_data(config: ExperimentConfig):
 
     return train, holdout, (data.x_test, data.y_test), encoders, data.num_classes
 
-
-def _spoken_digits(config: ExperimentConfig):
-    """`load_data` for the spoken digits: MFCC and image encoders."""
-    data = datasets.load_spoken_digits(seed=config.seed)
-    train, holdout = split_holdout(
-        (data.x_train, data.y_train), fraction=config.holdout_fraction,
-        seed=config.seed)
-
-    def encoders():
-        return {
-            "audio": mfcc_encoder(train[0]["audio"],
-                                  units=config.encoder_units),
-            "image": small_image_encoder(train[0]["image"].shape[1:],
-                                         units=config.encoder_units),
-        }
-
-    return (train, holdout, (data.x_test, data.y_test), encoders,
-            data.num_classes)
