@@ -1,7 +1,8 @@
-"""Every method on UCI Multiple Features, UCI-paradox or AV-digits:
-uni-modal networks, naive fusion, offline/online G-Blend, OGM, OGM-GE and
-G-Blend + OGM-GE; test accuracy mean ± std over seeds, each method's worst
-seed against naive fusion on the same seed, the holdout-selected answer
+"""Every method on UCI Multiple Features, UCI-paradox, AV-digits or spoken
+digits: uni-modal networks, naive fusion, offline/online G-Blend, OGM,
+OGM-GE and G-Blend + OGM-GE; test accuracy mean ± std over seeds, each
+method's worst seed against naive fusion on the same seed, the
+holdout-selected answer
 (`kg.select_answer`) and the wall time of each method's `fit`, measured
 side by side in one run. Same budget (epochs, optimizer, learning rate
 schedule, model) for every method; the holdout is carved from the training
@@ -15,6 +16,8 @@ Usage:
     python benchmarks/accuracy.py                  # full table (~35 min, 2 cores)
     python benchmarks/accuracy.py --seeds=0 --epochs=5 --view_sets=fac,mor
     python benchmarks/accuracy.py --dataset=uci_paradox --seeds=0,1,2,3,4
+    python benchmarks/accuracy.py --dataset=spoken_digits --probes \
+        --spoken_noise=0.3:1.5,0.5:1.5 --methods=naive,unimodal,ogm_ge
 
     python scripts/make_av_digits.py --out /tmp/avd_clean --n 2000
     python scripts/make_av_digits.py --out /tmp/avd_noisy --n 2000 \
@@ -28,6 +31,7 @@ Writes benchmarks/results/accuracy/accuracy_<dataset>.{md,json}.
 
 import ast
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -38,6 +42,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from keras_gblend import datasets  # noqa: E402
 from keras_gblend.experiment import cli  # noqa: E402
 from keras_gblend.experiment import config as experiment_config, methods, run  # noqa: E402
 from results_files import write_results  # noqa: E402
@@ -55,6 +60,9 @@ def define_flags():
         "UCI view sets, each comma-separated.")
     flags.DEFINE_list("data_dirs", [],
                       "AV-digits folders (e.g. two noise levels).")
+    flags.DEFINE_list("spoken_noise", [],
+                      "spoken_digits: image:audio noise pairs, one table each "
+                      "(e.g. 0.3:1.5,0.5:1.5; default: the dataset's own).")
     flags.DEFINE_list("methods", list(experiment_config.METHODS),
                       "Methods (as scripts/train.py --method, incl. "
                       "unimodal:<m>), each optionally with its own settings: "
@@ -80,6 +88,17 @@ _OVERRIDES = re.compile(r"^([^\[\]]+)(?:\[(.*)\])?$")
 _FIELDS = {f.name for f in dataclasses.fields(experiment_config.ExperimentConfig)}
 
 
+def override_value(text):
+    """A `field=value` override's value: `true`/`false` as absl flags spell
+    them, else a Python literal, else the text itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def parse_method(entry):
     """`"gblend_online[noise_z=1.0;smoothing=0.5]"` ->
     `("gblend_online", {"noise_z": 1.0, "smoothing": 0.5})`."""
@@ -92,10 +111,7 @@ def parse_method(entry):
         name = name.strip()
         if name not in _FIELDS or name in ("method", "seed"):
             raise ValueError(f"methods: {entry!r} sets unknown field {name!r}.")
-        try:
-            settings[name] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            settings[name] = value.strip()
+        settings[name] = override_value(value.strip())
     return method, settings
 
 
@@ -117,8 +133,10 @@ def settings():
                  {"dataset": "uci_paradox"})]
     if FLAGS.dataset == "spoken_digits":
         return [("Spoken digits (FSDD MFCC recordings + digit images, image "
-                 "noise 0.3, audio noise 1.5: each informative alone)",
-                 {"dataset": "spoken_digits"})]
+                 f"noise {image:g}, audio noise {audio:g})",
+                 {"dataset": "spoken_digits", "image_noise": image,
+                  "audio_noise": audio})
+                for image, audio in spoken_noise_pairs()]
     if FLAGS.dataset == "av_digits":
         if not FLAGS.data_dirs:
             raise app.UsageError("--data_dirs is required for av_digits.")
@@ -129,6 +147,23 @@ def settings():
                 for d in FLAGS.data_dirs]
     return [(f"views {v}", {"views": tuple(v.split(","))})
             for v in FLAGS.view_sets]
+
+
+def spoken_noise_pairs():
+    """(image noise, audio noise) per `--spoken_noise` entry."""
+    if not FLAGS.spoken_noise:
+        defaults = inspect.signature(datasets.load_spoken_digits).parameters
+        return [(defaults["image_noise"].default,
+                 defaults["audio_noise"].default)]
+    pairs = []
+    for entry in FLAGS.spoken_noise:
+        try:
+            image, audio = (float(v) for v in entry.split(":"))
+        except ValueError:
+            raise app.UsageError(
+                f"--spoken_noise: {entry!r} is not image:audio, e.g. 0.3:1.5.")
+        pairs.append((image, audio))
+    return pairs
 
 
 def av_digits_noise(data_dir):
@@ -143,7 +178,8 @@ def av_digits_noise(data_dir):
 
 
 FLAG_OF_SETTING = {"method": "methods", "views": "view_sets",
-                   "data_dir": "data_dirs"}
+                   "data_dir": "data_dirs", "image_noise": "spoken_noise",
+                   "audio_noise": "spoken_noise"}
 
 
 def method_rows(alphas):
@@ -207,6 +243,9 @@ def worst_against_naive(rows, row):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.spoken_noise and FLAGS.dataset != "spoken_digits":
+        raise app.UsageError(
+            f"--spoken_noise: --dataset={FLAGS.dataset} is not spoken_digits.")
     try:
         seeds = [int(seed) for seed in FLAGS.seeds]
     except ValueError:

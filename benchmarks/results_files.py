@@ -8,9 +8,6 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Folders of the machine a benchmark ran on: an argument naming a path in
-# one of them is shown by its last component only.
-MACHINE_FOLDERS = ("/tmp", "/root", "/home")
 
 
 def device_description() -> str:
@@ -28,20 +25,24 @@ def device_description() -> str:
 
 
 def _shown(value: str) -> str:
-    """`value` with every comma-separated absolute path under one of
-    `MACHINE_FOLDERS` replaced by its last component."""
+    """`value` with every comma-separated absolute path shown without the
+    machine it ran on: relative to the repository inside it, by its last
+    component outside."""
     def one(part):
-        if any(part == f or part.startswith(f + "/") for f in MACHINE_FOLDERS):
-            return os.path.basename(os.path.normpath(part))
-        return part
+        if not os.path.isabs(part):
+            return part
+        path = os.path.normpath(part)
+        if path == REPO or path.startswith(REPO + os.sep):
+            return os.path.relpath(path, REPO)
+        return os.path.basename(path)
 
     return ",".join(one(part) for part in value.split(","))
 
 
 def command_line(argv=None) -> str:
     """The command as run: `python benchmarks/<script> <args>`, each
-    argument (or `--flag=` value) naming a path under /tmp, /root or
-    /home shown by its basename."""
+    argument (or `--flag=` value) naming an absolute path shown as
+    `_shown` says."""
     argv = list(sys.argv if argv is None else argv)
     words = ["python", "benchmarks/" + os.path.basename(argv[0])]
     for arg in argv[1:]:

@@ -109,10 +109,16 @@ def test_accuracy_benchmark_tiny(tmp_path, run_script):
     answer = 100 * ogm_strong["runs"][0]["answer"]["test_accuracy"]
     assert rows["ogm α=2"][5] == f"{answer:.1f} ± 0.0"
 
-    for flag, name in (("--methods=naive,unimodal:rgb", "--methods"),
-                       ("--alphas=strong", "--alphas")):
-        bad = _run(run_script, "accuracy.py", flag, f"--out={out}2")
-        assert bad.returncode != 0 and name in bad.stderr
+    for flags, name in ((["--methods=naive,unimodal:rgb"], "--methods"),
+                        (["--alphas=strong"], "--alphas"),
+                        (["--spoken_noise=0.5:1.5"], "--spoken_noise"),
+                        (["--dataset=spoken_digits", "--spoken_noise=0.5"],
+                         "--spoken_noise: '0.5' is not image:audio"),
+                        (["--dataset=spoken_digits",
+                          "--spoken_noise=0.5:-1"],
+                         "--spoken_noise: must be")):
+        bad = _run(run_script, "accuracy.py", *flags, f"--out={out}2")
+        assert bad.returncode != 0 and name in bad.stderr, bad.stderr[-2000:]
         assert not os.path.exists(f"{out}2.json")
 
 
@@ -334,3 +340,46 @@ def test_gpu_check_refuses_an_unknown_argument_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "unknown argument '--epochs=3'" in result.stderr
     assert not out.exists()  # nothing generated, nothing measured
+
+
+def test_accuracy_method_overrides_read_flag_spellings():
+    sys.path.insert(0, BENCHMARKS)
+    import accuracy
+
+    method, settings = accuracy.parse_method(
+        "ogm_ge[ogm_premise_check=false;probe_encoders=True;alpha=1;"
+        "ogm_apply_to=learning_rate;ogm_end_epoch=9]")
+    assert method == "ogm_ge"
+    assert settings == {"ogm_premise_check": False, "probe_encoders": True,
+                        "alpha": 1, "ogm_apply_to": "learning_rate",
+                        "ogm_end_epoch": 9}
+    with pytest.raises(ValueError, match="unknown field 'alhpa'"):
+        accuracy.parse_method("ogm_ge[alhpa=1]")
+
+
+def test_result_stamps_show_no_machine_paths():
+    sys.path.insert(0, BENCHMARKS)
+    import results_files
+
+    repo = results_files.REPO
+    command = results_files.command_line([
+        "/anywhere/benchmarks/accuracy.py", "--data_dirs=/work/data/avd_weak,"
+        "/tmp/avd_clean/", f"--out={repo}/benchmarks/results/x", "/home/u/f",
+        "--methods=naive", "--alpha=0.5"])
+    assert command == (
+        "python benchmarks/accuracy.py --data_dirs=avd_weak,avd_clean "
+        "--out=benchmarks/results/x f --methods=naive --alpha=0.5")
+
+
+def test_committed_results_name_no_machine_path():
+    import glob
+    import re
+
+    stamped = []
+    for path in glob.glob(os.path.join(BENCHMARKS, "results", "**", "*.md"),
+                          recursive=True):
+        for line in open(path, encoding="utf-8"):
+            if line.startswith("Made by:"):
+                if re.search(r"[ =,]/(work|tmp|root|home)/", line):
+                    stamped.append(os.path.relpath(path, BENCHMARKS))
+    assert not stamped, stamped

@@ -199,7 +199,10 @@ def load_data(config: ExperimentConfig):
         return (data["train"], data["holdout"], (data["test"],), encoders,
                 data["num_classes"])
     if config.dataset == "spoken_digits":
-        data = datasets.load_spoken_digits(seed=config.seed)
+        noise = {name: getattr(config, name)
+                 for name in ("image_noise", "audio_noise")
+                 if getattr(config, name) is not None}
+        data = datasets.load_spoken_digits(seed=config.seed, **noise)
     elif config.dataset == "uci_paradox":
         data = datasets.load_uci_paradox(seed=config.seed)
     elif config.dataset == "uci_multilabel":

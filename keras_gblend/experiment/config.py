@@ -163,6 +163,15 @@ class ExperimentConfig:
         None, "AV-digits folder (from scripts/make_av_digits.py); "
         "--dataset=av_digits only.", "str", "data", optional=True,
         resumable=True)
+    image_noise: Optional[float] = setting(
+        None, "Std of the Gaussian noise on spoken_digits' images (pixels "
+        "in [0, 1]; default: the dataset's 0.3); --dataset=spoken_digits "
+        "only.", "float", "data", low=0.0, optional=True)
+    audio_noise: Optional[float] = setting(
+        None, "Std of the Gaussian noise on spoken_digits' MFCCs, in each "
+        "feature's standard deviations (default: the dataset's 1.5); "
+        "--dataset=spoken_digits only.", "float", "data", low=0.0,
+        optional=True)
     views: Tuple[str, ...] = setting(
         ("fac", "mor"), "Comma-separated modalities of uci_mfeat and "
         "uci_multilabel.", "list", "data", choices=UCI_VIEWS)
@@ -330,6 +339,13 @@ class ExperimentConfig:
             raise ValueError(
                 f"data_dir: --dataset={self.dataset} is built in and reads "
                 "no folder; --data_dir is for --dataset=av_digits.")
+        noise = [name for name in ("image_noise", "audio_noise")
+                 if getattr(self, name) is not None]
+        if noise and self.dataset != "spoken_digits":
+            raise ValueError(
+                f"{noise[0]}: --dataset={self.dataset} adds no noise of its "
+                f"own; --{noise[0]} is for --dataset=spoken_digits (AV-digits "
+                "folders take theirs from scripts/make_av_digits.py).")
         if self.dataset == "av_digits" and not (
                 self.data_dir and os.path.isfile(
                     os.path.join(self.data_dir, "train.csv"))):

@@ -97,3 +97,24 @@ def test_cosine_schedule_needs_its_length():
         build.make_optimizer(_config(lr_schedule="cosine"))
     with pytest.raises(ValueError, match="lr_schedule"):
         _config(lr_schedule="step").validate()
+
+
+def test_spoken_digits_noise_settings_reach_the_loader():
+    clean = build.load_data(_config(dataset="spoken_digits",
+                                    image_noise=0.0, audio_noise=0.0))
+    noisy = build.load_data(_config(dataset="spoken_digits",
+                                    image_noise=0.5))
+    clean_images = clean[0][0]["image"]
+    # Clean pixels are the bundled digits' (k/16); noise moves them off it.
+    np.testing.assert_allclose(clean_images * 16, np.round(clean_images * 16),
+                               atol=1e-5)
+    gap = noisy[0][0]["image"] - clean_images
+    assert 0.45 < float(np.std(gap)) < 0.55
+    assert float(np.std(noisy[0][0]["audio"] - clean[0][0]["audio"])) > 0.5
+
+
+def test_noise_settings_are_refused_off_spoken_digits():
+    with pytest.raises(ValueError, match="image_noise: --dataset=uci_mfeat"):
+        _config(image_noise=0.5).validate()
+    with pytest.raises(ValueError, match="audio_noise: must be"):
+        _config(dataset="spoken_digits", audio_noise=-1.0).validate()
