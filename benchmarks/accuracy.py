@@ -88,14 +88,19 @@ _OVERRIDES = re.compile(r"^([^\[\]]+)(?:\[(.*)\])?$")
 _FIELDS = {f.name for f in dataclasses.fields(experiment_config.ExperimentConfig)}
 
 
-def override_value(text):
-    """A `field=value` override's value: `true`/`false` as absl flags spell
-    them, else a Python literal, else the text itself."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
+def override_value(name, text):
+    """A `name=value` override's value, read as scripts/train.py reads the
+    flag `--name` (`none`, `true`, numbers); a quoted string or a Python
+    tuple or list as a literal; text of the wrong kind as it is, for
+    `validate` to name the setting."""
+    if text[:1] in "\"'([":
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        return cli.setting_value(experiment_config.field_named(name), text)
+    except ValueError:
         return text
 
 
@@ -111,7 +116,7 @@ def parse_method(entry):
         name = name.strip()
         if name not in _FIELDS or name in ("method", "seed"):
             raise ValueError(f"methods: {entry!r} sets unknown field {name!r}.")
-        settings[name] = override_value(value.strip())
+        settings[name] = override_value(name, value.strip())
     return method, settings
 
 

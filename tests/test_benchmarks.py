@@ -353,6 +353,15 @@ def test_accuracy_method_overrides_read_flag_spellings():
     assert settings == {"ogm_premise_check": False, "probe_encoders": True,
                         "alpha": 1, "ogm_apply_to": "learning_rate",
                         "ogm_end_epoch": 9}
+    # As scripts/train.py reads the flags; older commands' spellings too.
+    assert accuracy.parse_method(
+        "gblend_online[noise_z=none;blend_scope=\"all\";views=fac;"
+        "estimation_epochs=5;alpha=strong]")[1] == {
+            "noise_z": None, "blend_scope": "all", "views": ("fac",),
+            "estimation_epochs": 5, "alpha": "strong"}
+    assert accuracy.parse_method("naive[noise_z=None;views=('fac', 'mor')]"
+                                 )[1] == {"noise_z": None,
+                                          "views": ("fac", "mor")}
     with pytest.raises(ValueError, match="unknown field 'alhpa'"):
         accuracy.parse_method("ogm_ge[alhpa=1]")
 

@@ -13,6 +13,7 @@ from keras_gblend.experiment import methods
 from keras_gblend.experiment.config import (
     MID_FUSIONS,
     OPTIMIZERS,
+    SPOKEN_DIGITS_NOISE,
     STRATEGIES,
     ExperimentConfig,
 )
@@ -199,8 +200,7 @@ def load_data(config: ExperimentConfig):
         return (data["train"], data["holdout"], (data["test"],), encoders,
                 data["num_classes"])
     if config.dataset == "spoken_digits":
-        noise = {name: getattr(config, name)
-                 for name in ("image_noise", "audio_noise")
+        noise = {name: getattr(config, name) for name in SPOKEN_DIGITS_NOISE
                  if getattr(config, name) is not None}
         data = datasets.load_spoken_digits(seed=config.seed, **noise)
     elif config.dataset == "uci_paradox":

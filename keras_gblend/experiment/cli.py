@@ -192,6 +192,16 @@ def _syntax(info) -> str:
     return " or ".join(parts)
 
 
+def setting_value(field: dataclasses.Field, text: str):
+    """A setting's value read from its text as its flag reads it (`none`,
+    `preset`, `true`/`false`, numbers, comma lists), unchecked.
+
+    Raises:
+        ValueError: the text is not of the setting's kind.
+    """
+    return _SettingParser(field, check=None).convert(text)
+
+
 class _SettingSerializer(flags.ArgumentSerializer):
     def serialize(self, value):
         if value is None:

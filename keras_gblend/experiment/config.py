@@ -42,6 +42,8 @@ LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 AV_DIGITS_MODALITIES = ("audio", "visual")
 SPOKEN_DIGITS_MODALITIES = ("audio", "image")
+# The settings that pass their noise to `load_spoken_digits`.
+SPOKEN_DIGITS_NOISE = ("image_noise", "audio_noise")
 OGM_APPLY_TO = ("gradient", "learning_rate")
 UCI_PARADOX_VIEWS = ("fac", "zer")
 # More would overflow no counter but is no run anyone means to start.
@@ -339,7 +341,7 @@ class ExperimentConfig:
             raise ValueError(
                 f"data_dir: --dataset={self.dataset} is built in and reads "
                 "no folder; --data_dir is for --dataset=av_digits.")
-        noise = [name for name in ("image_noise", "audio_noise")
+        noise = [name for name in SPOKEN_DIGITS_NOISE
                  if getattr(self, name) is not None]
         if noise and self.dataset != "spoken_digits":
             raise ValueError(
