@@ -46,6 +46,13 @@ def _conv_block(x, width: int, kind: str, name: str, strides=1):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _conv_blocks(x, widths, kind: str, prefix: str):
+    """`_conv_block`s of `widths` in turn, named `<prefix>0`, `<prefix>1`..."""
+    for index, width in enumerate(widths):
+        x = _conv_block(x, width, kind, f"{prefix}{index}")
+    return x
+
+
 def _global_pool(x, name: str):
     """Mean over every axis but batch and channels."""
     rank = len(x.shape)
@@ -211,9 +218,8 @@ def _unimodal_head(feature_map, kind, num_classes, widths, matched, modality):
     """A modality's head: (with `matched`) its own post-fusion blocks on
     its stream, then global pooling and a linear classifier."""
     if matched:
-        for index, width in enumerate(widths):
-            feature_map = _conv_block(feature_map, width, kind,
-                                      f"{modality}_head_block{index}")
+        feature_map = _conv_blocks(feature_map, widths, kind,
+                                   f"{modality}_head_block")
     return keras.layers.Dense(num_classes, name=f"{modality}_head")(
         _global_pool(feature_map, f"{modality}_pool"))
 
@@ -227,9 +233,7 @@ def _joint_features(fusion, audio, visual, widths, se_direction, se_residual,
         if dims == 2:
             audio = _shorten_audio(audio, int(visual.shape[1]), "fusion_audio")
         fused = MidConcat(dims, name="mid_concat")([audio, visual])
-        for index, width in enumerate(widths):
-            fused = _conv_block(fused, width, f"{dims}d",
-                                f"fusion_block{index}")
+        fused = _conv_blocks(fused, widths, f"{dims}d", "fusion_block")
         return _global_pool(fused, "fusion_pool")
     if fusion == "nl_gate":
         key_value = MidConcat(2, name="mid_concat")([
@@ -245,6 +249,7 @@ def _joint_features(fusion, audio, visual, widths, se_direction, se_residual,
             visual = ChannelGate(
                 residual=se_residual, name="se_gate_to_visual")([visual, audio])
         audio = gated_audio
+    # Interleaved: the layers are created (and seeded) in this order.
     for index, width in enumerate(widths):
         audio = _conv_block(audio, width, "2d", f"fusion_audio_block{index}")
         visual = _conv_block(visual, width, "frames",
