@@ -13,7 +13,6 @@ from keras_gblend.experiment import methods
 from keras_gblend.experiment.config import (
     MID_FUSIONS,
     OPTIMIZERS,
-    SPOKEN_DIGITS_NOISE,
     STRATEGIES,
     ExperimentConfig,
 )
@@ -200,9 +199,8 @@ def load_data(config: ExperimentConfig):
         return (data["train"], data["holdout"], (data["test"],), encoders,
                 data["num_classes"])
     if config.dataset == "spoken_digits":
-        noise = {name: getattr(config, name) for name in SPOKEN_DIGITS_NOISE
-                 if getattr(config, name) is not None}
-        data = datasets.load_spoken_digits(seed=config.seed, **noise)
+        data = datasets.load_spoken_digits(seed=config.seed,
+                                           **config.spoken_digits_noise)
     elif config.dataset == "uci_paradox":
         data = datasets.load_uci_paradox(seed=config.seed)
     elif config.dataset == "uci_multilabel":

@@ -341,8 +341,7 @@ class ExperimentConfig:
             raise ValueError(
                 f"data_dir: --dataset={self.dataset} is built in and reads "
                 "no folder; --data_dir is for --dataset=av_digits.")
-        noise = [name for name in SPOKEN_DIGITS_NOISE
-                 if getattr(self, name) is not None]
+        noise = list(self.spoken_digits_noise)
         if noise and self.dataset != "spoken_digits":
             raise ValueError(
                 f"{noise[0]}: --dataset={self.dataset} adds no noise of its "
@@ -444,6 +443,13 @@ class ExperimentConfig:
     def multi_label(self) -> bool:
         """Whether the dataset's targets are multi-hot (`uci_multilabel`)."""
         return self.dataset == "uci_multilabel"
+
+    @property
+    def spoken_digits_noise(self) -> Dict[str, float]:
+        """The noise settings given (`SPOKEN_DIGITS_NOISE`), by name, as
+        `load_spoken_digits` takes them; the others keep its defaults."""
+        return {name: getattr(self, name) for name in SPOKEN_DIGITS_NOISE
+                if getattr(self, name) is not None}
 
     @property
     def encoder_units(self) -> int:
