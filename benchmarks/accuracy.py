@@ -26,7 +26,13 @@ Usage:
         --learning_rate=0.05 --lr_schedule=cosine \
         --data_dirs=/tmp/avd_clean,/tmp/avd_noisy          # (~90 min)
 
-Writes benchmarks/results/accuracy/accuracy_<dataset>.{md,json}.
+Writes benchmarks/results/accuracy/accuracy_<dataset>.{md,json}. Each
+finished run is also appended to `<out>.runs.jsonl` as it ends (seeds in
+the outer loop, so a stopped benchmark holds every method of its first
+seeds); `--resume` reads that file and runs only what it lacks, a run
+being reused only if its whole configuration matches. The file is kept
+(git ignores it), so a later `--resume` with more seeds or methods runs
+only the new ones.
 """
 
 import ast
@@ -45,7 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from keras_gblend import datasets  # noqa: E402
 from keras_gblend.experiment import cli  # noqa: E402
 from keras_gblend.experiment import config as experiment_config, methods, run  # noqa: E402
-from results_files import write_results  # noqa: E402
+from results_files import current_commit, write_results  # noqa: E402
 
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,6 +81,9 @@ def define_flags():
     flags.DEFINE_bool("probes", False,
                       "After each run, a linear probe of every encoder "
                       "(train split -> test split), shown per modality.")
+    flags.DEFINE_bool("resume", False,
+                      "Reuse the finished runs recorded in <out>.runs.jsonl "
+                      "by an earlier, stopped run of the same benchmark.")
     flags.DEFINE_string("out", None, "Output path without extension "
                         "(default benchmarks/results/accuracy/"
                         "accuracy_<dataset>).")
@@ -230,6 +239,65 @@ def naive_row(rows, row):
     return None
 
 
+class RunProgress:
+    """Finished runs, one JSON line each, so that a stopped benchmark can
+    resume: a run is reused only if its configuration (every
+    `ExperimentConfig` field) is the one about to run.
+
+    Args:
+        path: the progress file.
+        resume: read the runs `path` holds; otherwise start it afresh.
+    """
+
+    def __init__(self, path, resume):
+        self.path = path
+        self.records = {}
+        self.reused_commits = []
+        if resume and os.path.isfile(path):
+            with open(path) as f:
+                for number, line in enumerate(f, 1):
+                    try:
+                        entry = json.loads(line)
+                        self.records[entry["config"]] = entry
+                    except (ValueError, KeyError):
+                        # A line cut short when the run was killed.
+                        print(f"{path}:{number}: unreadable, ignored.",
+                              flush=True)
+        elif os.path.isfile(path):
+            os.remove(path)
+
+    @staticmethod
+    def key(config):
+        return json.dumps(dataclasses.asdict(config), sort_keys=True,
+                          default=str)
+
+    def finished(self, config):
+        """The recorded run of `config`, or None."""
+        entry = self.records.get(self.key(config))
+        if entry is None:
+            return None
+        self.reused_commits.append(entry["commit"])
+        return entry["run"]
+
+    def add(self, config, record):
+        entry = {"config": self.key(config), "commit": current_commit(),
+                 "run": record}
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)),
+                    exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def summary(self):
+        """Lines for the table saying which runs were resumed."""
+        if not self.reused_commits:
+            return []
+        commits = sorted(set(self.reused_commits))
+        return [f"Resumed (`--resume`): {len(self.reused_commits)} runs "
+                f"read from the progress file, made at commit "
+                f"{', '.join(commits)}; the rest ran at the commit above.",
+                ""]
+
+
 def worst_against_naive(rows, row):
     """Lowest per-seed difference (points) of `row`'s reported accuracy
     minus naive fusion's (trained with the same optimizer settings) on the
@@ -273,24 +341,30 @@ def main(argv):
                 field, _, detail = str(error).partition(" ")
                 flag = FLAG_OF_SETTING.get(field.rstrip(":"), field.rstrip(":"))
                 raise app.UsageError(f"--{flag}: {detail}")
+    out = FLAGS.out or os.path.join(HERE, "results", "accuracy",
+                                    f"accuracy_{FLAGS.dataset}")
+    progress = RunProgress(out + ".runs.jsonl", resume=FLAGS.resume)
     tables = []
     for title, kwargs in settings():
-        rows = []
-        for label, method, alpha, overrides in rows_to_run:
-            runs = []
-            for seed in seeds:
-                result = run.run_experiment(
-                    make_config(method, seed, kwargs, alpha, overrides))
-                runs.append({"seed": seed, **{k: result[k] for k in
-                             ("views", "test_accuracy", "blend_weights",
-                              "answer", "wall_time_s", "probe_accuracy",
-                              "ogm_diagnosis")}})
-                print(title, label, seed, result["test_accuracy"],
-                      f"answer {result['answer']['test_accuracy']:.3f}",
-                      f"{result['wall_time_s']:.1f}s", flush=True)
-            rows.append({"method": method, "label": label, "alpha": alpha,
-                         "settings": overrides, "runs": runs})
-        tables.append({"setting": title, "rows": rows})
+        runs = {label: [] for label, *_ in rows_to_run}
+        for seed in seeds:
+            for label, method, alpha, overrides in rows_to_run:
+                config = make_config(method, seed, kwargs, alpha, overrides)
+                record = progress.finished(config)
+                if record is None:
+                    result = run.run_experiment(config)
+                    record = {"seed": seed, **{k: result[k] for k in (
+                        "views", "test_accuracy", "blend_weights", "answer",
+                        "wall_time_s", "probe_accuracy", "ogm_diagnosis")}}
+                    progress.add(config, record)
+                runs[label].append(record)
+                print(title, label, seed, record["test_accuracy"],
+                      f"answer {record['answer']['test_accuracy']:.3f}",
+                      f"{record['wall_time_s']:.1f}s", flush=True)
+        tables.append({"setting": title, "rows": [
+            {"method": method, "label": label, "alpha": alpha,
+             "settings": overrides, "runs": runs[label]}
+            for label, method, alpha, overrides in rows_to_run]})
 
     lines = [f"# Methods on {FLAGS.dataset}", "",
              f"Test accuracy (%) mean ± std over seeds {FLAGS.seeds}, "
@@ -348,10 +422,9 @@ def main(argv):
             lines += ["", "OGM-GE's premise check (`kg.ModalityImbalanceMonitor`"
                       ", halfway): " + "; ".join(verdicts) + "."]
         lines.append("")
+    lines += progress.summary()
     text = "\n".join(lines)
     print(text)
-    out = FLAGS.out or os.path.join(HERE, "results", "accuracy",
-                                    f"accuracy_{FLAGS.dataset}")
     write_results(out, text, tables)
 
 

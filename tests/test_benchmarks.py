@@ -122,6 +122,44 @@ def test_accuracy_benchmark_tiny(tmp_path, run_script):
         assert not os.path.exists(f"{out}2.json")
 
 
+def test_accuracy_benchmark_resumes_only_matching_runs(tmp_path, run_script):
+    out = tmp_path / "accuracy"
+    progress = f"{out}.runs.jsonl"
+    common = ["--view_sets=fac,mor", "--methods=naive", f"--out={out}"]
+    first = _run(run_script, "accuracy.py", "--seeds=0", "--epochs=1",
+                 *common)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (seed0,) = json.load(open(f"{out}.json"))[0]["rows"][0]["runs"]
+    assert len(open(progress).readlines()) == 1
+    with open(progress, "a") as f:
+        f.write('{"config": "cut short')  # a line a killed run left
+
+    # Another seed, resumed: seed 0 is read back (its wall time too), only
+    # seed 1 runs, and the table says so.
+    more = _run(run_script, "accuracy.py", "--seeds=0,1", "--epochs=1",
+                "--resume", *common)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "unreadable, ignored" in more.stdout
+    runs = json.load(open(f"{out}.json"))[0]["rows"][0]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert runs[0] == seed0
+    assert runs[1]["wall_time_s"] != seed0["wall_time_s"]
+    assert "Resumed (`--resume`): 1 runs" in open(f"{out}.md").read()
+
+    # Another configuration (2 epochs) reuses nothing; without --resume
+    # the progress file starts afresh.
+    other = _run(run_script, "accuracy.py", "--seeds=0", "--epochs=2",
+                 "--resume", *common)
+    assert other.returncode == 0, other.stderr[-3000:]
+    (rerun,) = json.load(open(f"{out}.json"))[0]["rows"][0]["runs"]
+    assert rerun["wall_time_s"] != seed0["wall_time_s"]
+    assert "Resumed" not in open(f"{out}.md").read()
+    fresh = _run(run_script, "accuracy.py", "--seeds=0", "--epochs=1",
+                 *common)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert len(open(progress).readlines()) == 1
+
+
 def test_accuracy_benchmark_on_av_digits_tiny(
         av_digits_dir, tmp_path, run_script):
     out = tmp_path / "accuracy"
