@@ -53,6 +53,11 @@ def define_flags():
                       "Estimation fractions (1 = all the training data).")
     flags.DEFINE_integer("estimation_epochs", 5, "Epochs each clone trains.",
                          lower_bound=1)
+    flags.DEFINE_list("batch_norm_statistics", ["recalibrated"],
+                      "How the clones' BatchNormalization statistics are "
+                      "measured, one table each: recalibrated (the default, "
+                      "recomputed at the clone's weights) and/or moving (as "
+                      "training left them).")
     flags.DEFINE_float("learning_rate", None,
                        "Learning rate (default: the experiment's).")
     flags.DEFINE_string("out", os.path.join(HERE, "results", "estimation",
@@ -63,7 +68,10 @@ def define_flags():
                         "Figure path ('' for none).")
 
 
-def estimates(setting_kwargs, seed, fractions):
+BATCH_NORM_STATISTICS = {"recalibrated": True, "moving": False}
+
+
+def estimates(setting_kwargs, seed, fractions, recalibrate):
     """`{fraction: weights}` for one seed, from one initial
     model."""
     config = experiment_config.ExperimentConfig(
@@ -82,7 +90,7 @@ def estimates(setting_kwargs, seed, fractions):
             model, train, holdout, epochs=FLAGS.estimation_epochs,
             estimation_fraction=min(fraction, 1.0),
             batch_size=config.batch_size, seed=estimation_seed,
-            on_no_generalization="keep")
+            on_no_generalization="keep", recalibrate_batch_norm=recalibrate)
         weights = estimate.weights
         if weights is None:  # nothing generalized: the weights in use
             weights = estimate.previous_weights
@@ -90,14 +98,17 @@ def estimates(setting_kwargs, seed, fractions):
     return model.head_names, results
 
 
-def measure(name):
+def measure(name, statistics):
     title, kwargs = SETTINGS[name]
+    if len(FLAGS.batch_norm_statistics) > 1:
+        title += f", BatchNormalization statistics {statistics}"
     if name == "av_digits":
         kwargs = {**kwargs, "data_dir": FLAGS.av_digits_dir}
     fractions = sorted({float(f) for f in FLAGS.fractions} | {1.0})
     per_seed = []
     for seed in (int(s) for s in FLAGS.seeds):
-        heads, results = estimates(kwargs, seed, fractions)
+        heads, results = estimates(kwargs, seed, fractions,
+                                   BATCH_NORM_STATISTICS[statistics])
         per_seed.append(results)
         print(title, "seed", seed, {f: np.round(w, 3).tolist()
                                     for f, w in results.items()},
@@ -116,7 +127,7 @@ def measure(name):
                 np.abs(weights - full).mean(1).max()),
         })
     return {"setting": name, "title": title, "heads": list(heads),
-            "rows": rows}
+            "batch_norm_statistics": statistics, "rows": rows}
 
 
 def table(result):
@@ -182,7 +193,13 @@ def main(argv):
         raise app.UsageError("--av_digits_dir is required for the av_digits "
                              "setting (make one with scripts/make_av_digits.py)"
                              ", or leave it out of --settings.")
-    results = [measure(name) for name in FLAGS.settings]
+    unknown = set(FLAGS.batch_norm_statistics) - set(BATCH_NORM_STATISTICS)
+    if unknown or not FLAGS.batch_norm_statistics:
+        raise app.UsageError(
+            f"--batch_norm_statistics: choose from "
+            f"{list(BATCH_NORM_STATISTICS)}, got {FLAGS.batch_norm_statistics}.")
+    results = [measure(name, statistics) for name in FLAGS.settings
+               for statistics in FLAGS.batch_norm_statistics]
     lines = ["# Blend weights estimated on a subset of the training data",
              "", "Supplementary A / Fig. 7 of the paper. Algorithm 1 from "
              f"the initial model, {FLAGS.estimation_epochs} epochs per clone, "

@@ -60,11 +60,17 @@ def test_speed_benchmark_tiny(tmp_path, run_script):
 def test_subset_weights_benchmark_tiny(tmp_path, run_script):
     out = tmp_path / "subset"
     result = _run(run_script, "subset_weights.py", "--settings=uci_fac_mor",
-                  "--seeds=0",
+                  "--seeds=0", "--batch_norm_statistics=recalibrated,moving",
                   "--fractions=0.5", "--estimation_epochs=1", f"--out={out}",
                   f"--plot={tmp_path}/subset.png")
     assert result.returncode == 0, result.stderr[-3000:]
-    (setting,) = json.load(open(f"{out}.json"))
+    setting, moving = json.load(open(f"{out}.json"))
+    # One table per way of measuring BatchNormalization statistics (the
+    # UCI encoders have none: the same weights either way).
+    assert [setting["batch_norm_statistics"], moving["batch_norm_statistics"]
+            ] == ["recalibrated", "moving"]
+    assert "statistics moving" in moving["title"]
+    assert moving["rows"] == setting["rows"]
     half, full, repeat = setting["rows"]
     assert (half["fraction"], full["fraction"]) == (0.5, 1.0)
     assert full["mean_abs_difference_to_full"] == 0.0
@@ -77,6 +83,9 @@ def test_subset_weights_benchmark_tiny(tmp_path, run_script):
     bad = _run(run_script, "subset_weights.py", "--fractions=0,1",
                f"--out={out}2")
     assert bad.returncode != 0 and "--fractions" in bad.stderr
+    bad = _run(run_script, "subset_weights.py", "--settings=uci_fac_mor",
+               "--batch_norm_statistics=stale", f"--out={out}2")
+    assert bad.returncode != 0 and "--batch_norm_statistics" in bad.stderr
     assert not os.path.exists(f"{out}2.json")
 
 

@@ -278,6 +278,11 @@ class ExperimentConfig:
         1, "Times each estimate's clones train, with different shuffle "
         "seeds; their spread joins the standard errors (each repeat costs "
         "one more estimate's training).", "int", "G-Blend", low=1)
+    recalibrate_batch_norm: bool = setting(
+        True, "Recompute the estimation clones' BatchNormalization "
+        "statistics at their weights before measuring them (G-Blend and "
+        "OGM-GE's premise check); false: the moving averages training "
+        "left, as before this setting.", "bool", "G-Blend")
     probe_encoders: bool = setting(
         False, "After training, a linear probe of each modality's encoder "
         "(trained on the training split, scored on the test split; "

@@ -140,6 +140,7 @@ def method_callbacks(config: ExperimentConfig, model: BlendedModel, train,
             clone_repeats=config.clone_repeats, smoothing=config.smoothing,
             joint_weight_floor=config.joint_weight_floor, train=train,
             batch_size=config.batch_size, seed=config.seed,
+            recalibrate_batch_norm=config.recalibrate_batch_norm,
             verbose=config.verbose)
         callbacks.append(gblend)
     if config.ogr_monitor:
@@ -164,7 +165,8 @@ def method_callbacks(config: ExperimentConfig, model: BlendedModel, train,
         premise = ModalityImbalanceMonitor(
             holdout, train=train,
             check_epoch=max(config.ogm_start_epoch + 1, config.epochs // 2),
-            batch_size=config.batch_size, seed=config.seed)
+            batch_size=config.batch_size, seed=config.seed,
+            recalibrate_batch_norm=config.recalibrate_batch_norm)
         callbacks.append(premise)
     return callbacks, gblend, premise
 

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gblend.callbacks.raise_on_non_finite_loss import RaiseOnNonFiniteLoss
-from keras_gblend.gblend import clones, measurements
+from keras_gblend.gblend import batch_norm_statistics, clones, measurements
 from keras_gblend.gblend import measurement_noise, ogr, stratified_subset
 from keras_gblend.gblend import presets as gblend_presets
 from keras_gblend.gblend.blend_estimate import (
@@ -105,6 +105,11 @@ class BlendEstimator:
             (faster; holds one copy of the model). `False` builds a clone
             per group at every estimate and frees each after use.
         custom_objects: custom layers needed to clone the model.
+        recalibrate_batch_norm: before each measurement, recompute the
+            clone's BatchNormalization statistics over its training subset
+            at its current weights (`batch_norm_statistics`); `False`
+            measures with the moving averages training left (before
+            this option: noisier, see that module).
 
     Example:
 
@@ -129,6 +134,7 @@ class BlendEstimator:
         seed: Optional[int] = 0,
         keep_clones: bool = True,
         custom_objects=None,
+        recalibrate_batch_norm: bool = True,
     ):
         if not isinstance(model, BlendedModel):
             raise TypeError(
@@ -158,6 +164,7 @@ class BlendEstimator:
         self.batch_size = batch_size or input_data.DEFAULT_BATCH_SIZE
         self.seed = seed
         self.keep_clones = bool(keep_clones)
+        self.recalibrate_batch_norm = bool(recalibrate_batch_norm)
         self.custom_objects = custom_objects
         self.groups, self.fused = estimation_groups(model, fused)
         started = time.perf_counter()
@@ -359,7 +366,13 @@ class BlendEstimator:
         )
 
     def _measure(self, clone, heads):
-        """`(on T', on V)`: per-example values of `heads`."""
+        """`(on T', on V)`: per-example values of `heads`, the clone's
+        BatchNormalization statistics first recomputed at its weights
+        (`recalibrate_batch_norm`)."""
+        if self.recalibrate_batch_norm:
+            batch_norm_statistics.recalibrate_batch_norm(
+                clone, self._train_batches(0 if self.seed is None
+                                           else self.seed))
         values = np.concatenate([
             measurements.per_example_values(clone, dataset, heads, self.metric, targets)
             for dataset, targets in self._measured
@@ -421,6 +434,7 @@ def estimate_blend_weights(
     update_rule: str = PRESET,
     preset: str = "default",
     repeats: int = 1,
+    recalibrate_batch_norm: bool = True,
 ) -> BlendEstimate:
     """Estimates G-Blend weights from the model's current weights.
 
@@ -469,6 +483,7 @@ def estimate_blend_weights(
             the clones happened to train) is added to the bootstrap's
             standard errors (which examples were measured). Costs `repeats`
             times the clones' training.
+        recalibrate_batch_norm: see `BlendEstimator`.
 
     Returns:
         A `BlendEstimate`.
@@ -499,6 +514,7 @@ def estimate_blend_weights(
         train_subset_fraction=train_subset_fraction, batch_size=batch_size,
         fused=fused, seed=seed, keep_clones=False,
         custom_objects=custom_objects,
+        recalibrate_batch_norm=recalibrate_batch_norm,
     )
     estimate = estimator.estimate(
         epochs, seed=seed, min_delta_o=min_delta_o, noise_z=noise_z,

@@ -127,6 +127,10 @@ class GBlendCallback(keras.callbacks.Callback):
         keep_clones: keep one compiled clone for the whole `fit` (one copy
             of the model, serving every estimation group); `False` builds
             clones at each estimate and frees them after.
+        recalibrate_batch_norm: recompute each clone's BatchNormalization
+            statistics at its weights before measuring it (see
+            `kg.BlendEstimator`); `False`: the moving averages as training
+            left them (this library before the option).
         verbose: 1 prints each estimate.
 
     Example:
@@ -166,6 +170,7 @@ class GBlendCallback(keras.callbacks.Callback):
         update_rule: str = PRESET,
         preset: str = "default",
         clone_repeats: int = 1,
+        recalibrate_batch_norm: bool = True,
     ):
         super().__init__()
         settings = _checked_settings(
@@ -187,6 +192,7 @@ class GBlendCallback(keras.callbacks.Callback):
         self.fused = fused
         self.seed = seed
         self.keep_clones = bool(keep_clones)
+        self.recalibrate_batch_norm = bool(recalibrate_batch_norm)
         self.verbose = verbose
         self.last_estimate = None
         self.timings = []
@@ -200,7 +206,7 @@ class GBlendCallback(keras.callbacks.Callback):
                  "train_subset_fraction", "batch_size", "fused", "seed",
                  "min_delta_o", "noise_z", "smoothing", "joint_weight_floor",
                  "keep_clones", "verbose", "update_rule", "preset",
-                 "clone_repeats")
+                 "clone_repeats", "recalibrate_batch_norm")
         return {name: getattr(self, name) for name in names}
 
     @classmethod
@@ -304,6 +310,7 @@ class GBlendCallback(keras.callbacks.Callback):
                 fused=self.fused,
                 seed=self.seed,
                 keep_clones=self.keep_clones,
+                recalibrate_batch_norm=self.recalibrate_batch_norm,
             )
         return self._estimator
 

@@ -52,6 +52,8 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
             what each modality reaches alone, as before probes).
         batch_size: batch size for array data.
         seed: subset and shuffle seed.
+        recalibrate_batch_norm: recompute the clones' BatchNormalization
+            statistics before measuring them (see `kg.BlendEstimator`).
 
     Example:
 
@@ -69,7 +71,8 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
                  epochs: Optional[int] = None, fraction: float = 0.5,
                  threshold: float = DEFAULT_THRESHOLD,
                  batch_size: Optional[int] = None, seed: Optional[int] = 0,
-                 margin: float = DEFAULT_MARGIN, probe: bool = True):
+                 margin: float = DEFAULT_MARGIN, probe: bool = True,
+                 recalibrate_batch_norm: bool = True):
         super().__init__()
         self.check_epoch = check_integer("check_epoch", check_epoch, 1)
         self.epochs = check_integer("epochs", epochs, 1, optional=True)
@@ -82,6 +85,7 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
         self.threshold = float(threshold)
         self.margin = float(margin)
         self.probe = bool(probe)
+        self.recalibrate_batch_norm = bool(recalibrate_batch_norm)
         self.batch_size = batch_size
         self.seed = seed
         self.diagnosis: Optional[ImbalanceDiagnosis] = None
@@ -91,7 +95,8 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
         return {"check_epoch": self.check_epoch, "epochs": self.epochs,
                 "fraction": self.fraction, "threshold": self.threshold,
                 "batch_size": self.batch_size, "seed": self.seed,
-                "margin": self.margin, "probe": self.probe}
+                "margin": self.margin, "probe": self.probe,
+                "recalibrate_batch_norm": self.recalibrate_batch_norm}
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -144,6 +149,7 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
             batch_size=self.batch_size or (
                 model.current_fit_data and model.current_fit_data.batch_size),
             seed=self.seed, keep_clones=False,
+            recalibrate_batch_norm=self.recalibrate_batch_norm,
         )
         probes, alone_probes = {}, {}
 
