@@ -265,6 +265,7 @@ class RunProgress:
                               flush=True)
         elif os.path.isfile(path):
             os.remove(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     @staticmethod
     def key(config):
@@ -282,8 +283,6 @@ class RunProgress:
     def add(self, config, record):
         entry = {"config": self.key(config), "commit": current_commit(),
                  "run": record}
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)),
-                    exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 

@@ -57,7 +57,7 @@ def recalibrate_batch_norm(model: keras.layers.Layer, batches: Iterable) -> int:
     seen = 0
     try:
         for batch in batches:
-            x = batch[0] if isinstance(batch, tuple) else batch
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
             for layer in layers:  # batch k enters with weight 1/(k+1)
                 layer.momentum = seen / (seen + 1.0)
             model(x, training=True)
