@@ -304,7 +304,8 @@ class ExperimentConfig:
         "SGD) or learning_rate (the encoder's step, which survives Adam and "
         "AdamW).", "str", "OGM-GE", choices=OGM_APPLY_TO)
     ogm_premise_check: bool = setting(
-        True, "OGM methods: halfway through the run, train each modality "
+        True, "OGM methods: halfway through the run (at the end of the OGM-GE "
+        "window, if that comes first), train each modality "
         "alone (a clone, as many epochs as trained so far, on half the "
         "data) and warn if the slowed modality is the only informative one "
         "(kg.ModalityImbalanceMonitor).", "bool", "OGM-GE")

@@ -118,6 +118,23 @@ def _resume_point(config, model_dir, train, holdout, test) -> Optional[int]:
     return initial_epoch
 
 
+def premise_check_epoch(config: ExperimentConfig) -> int:
+    """After how many epochs OGM-GE's premise is checked: halfway through
+    the run (a modality that learns slowly needs time before it can be
+    judged), but inside the modulation window, whose coefficients the
+    check reads (after the window every coefficient is 1).
+
+    Example:
+
+    >>> premise_check_epoch(ExperimentConfig(epochs=20, ogm_end_epoch=5))
+    6
+    """
+    epoch = max(config.ogm_start_epoch + 1, config.epochs // 2)
+    if config.ogm_end_epoch is not None:
+        epoch = min(epoch, config.ogm_end_epoch + 1)
+    return epoch
+
+
 def method_callbacks(config: ExperimentConfig, model: BlendedModel, train,
                      holdout):
     """The callbacks `config.method` trains with (`methods.Method`): the
@@ -158,13 +175,11 @@ def method_callbacks(config: ExperimentConfig, model: BlendedModel, train,
             patience=config.patience, restore_best_weights=True))
     if (method.modulation and config.ogm_premise_check
             and config.ogm_start_epoch < config.epochs):
-        # Halfway through the run (a modality that learns slowly needs
-        # time before it can be judged; an early check mistakes "slow" for
-        # "uninformative"): does the slowed modality stand alone? A run
-        # resumed past that epoch does not check again.
+        # Does the slowed modality stand alone? An early check mistakes
+        # "slow" for "uninformative" (`premise_check_epoch`). A run resumed
+        # past that epoch does not check again.
         premise = ModalityImbalanceMonitor(
-            holdout, train=train,
-            check_epoch=max(config.ogm_start_epoch + 1, config.epochs // 2),
+            holdout, train=train, check_epoch=premise_check_epoch(config),
             batch_size=config.batch_size, seed=config.seed,
             recalibrate_batch_norm=config.recalibrate_batch_norm)
         callbacks.append(premise)

@@ -23,3 +23,16 @@ def test_early_stop_restores_the_best_holdout_epoch(tmp_path):
     # A rerun keeps the finished run instead of training on.
     again = run.run_experiment(config)
     assert again["history"] == results["history"]
+
+
+def test_premise_check_falls_inside_the_modulation_window():
+    # Halfway through the run, unless the window closes earlier: after it
+    # every coefficient is 1 and the check would read "slowed no modality".
+    def check_epoch(**settings):
+        return run.premise_check_epoch(
+            experiment_config.ExperimentConfig(epochs=20, **settings))
+
+    assert check_epoch() == 10
+    assert check_epoch(ogm_end_epoch=4) == 5  # epoch index 4, the last in it
+    assert check_epoch(ogm_end_epoch=14) == 10
+    assert check_epoch(ogm_start_epoch=12, ogm_end_epoch=14) == 13
