@@ -413,13 +413,14 @@ def main(argv):
                 + f" | {wall:.1f} |")
         verdicts = [
             f"{row['label']}: " + ", ".join(
-                f"seed {r['seed']} {r['ogm_diagnosis']['verdict']}"
-                for r in row["runs"])
+                f"seed {r['seed']} {r['ogm_diagnosis']['verdict']} (after "
+                f"epoch {r['ogm_diagnosis']['epoch']})"
+                for r in row["runs"] if r.get("ogm_diagnosis"))
             for row in table["rows"]
             if any(r.get("ogm_diagnosis") for r in row["runs"])]
         if verdicts:
             lines += ["", "OGM-GE's premise check (`kg.ModalityImbalanceMonitor`"
-                      ", halfway): " + "; ".join(verdicts) + "."]
+                      "): " + "; ".join(verdicts) + "."]
         lines.append("")
     lines += progress.summary()
     text = "\n".join(lines)

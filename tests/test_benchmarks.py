@@ -117,6 +117,10 @@ def test_accuracy_benchmark_tiny(tmp_path, run_script):
     # answer: the holdout-selected head mix, each run's test accuracy.
     answer = 100 * ogm_strong["runs"][0]["answer"]["test_accuracy"]
     assert rows["ogm α=2"][5] == f"{answer:.1f} ± 0.0"
+    # The premise check's verdict per seed, with the epoch it was made at
+    # (halfway through 2 epochs).
+    verdict = ogm_strong["runs"][0]["ogm_diagnosis"]["verdict"]
+    assert f"ogm α=2: seed 0 {verdict} (after epoch 1)" in text
 
     for flags, name in ((["--methods=naive,unimodal:rgb"], "--methods"),
                         (["--alphas=strong"], "--alphas"),
