@@ -87,7 +87,8 @@ class GradientModulator:
 
     Holds what the step needs besides the model's own variables: which
     trainable variables belong to which modality's encoder (by id), and the
-    per-epoch trackers of the coefficients and discrepancy ratios. The
+    per-epoch trackers of the coefficients, the discrepancy ratios and the
+    share of steps each modality is slowed. The
     epoch counter and the GE noise generator stay variables of the model,
     so that checkpoints save and restore them with it.
 
@@ -119,9 +120,11 @@ class GradientModulator:
             [id(v) for v in group]
             for group in modulated_variable_groups(model, self.config)
         ]
+        # Epoch means per modality: the coefficient, the discrepancy ratio,
+        # and the share of steps on which the modality was slowed (k < 1).
         self.trackers = [
             keras.metrics.Mean(name=f"ogm/{kind}/{m}")
-            for kind in ("coefficient", "ratio")
+            for kind in ("coefficient", "ratio", "slowed")
             for m in model.modalities
         ]
         # `apply_to="learning_rate"`: this step's coefficient per modality,
@@ -275,6 +278,8 @@ class GradientModulator:
         for m in range(k):
             self.trackers[m].update_state(coefficients[m])
             self.trackers[k + m].update_state(ratios[m])
+            self.trackers[2 * k + m].update_state(
+                ops.cast(coefficients[m] < 1.0, "float32"))
         if self.learning_rate_scales is not None:
             # The optimizer's step scales the learning rate instead.
             self.learning_rate_scales.assign(

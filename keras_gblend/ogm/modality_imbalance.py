@@ -66,6 +66,10 @@ class ImbalanceDiagnosis:
             encoder trained alone (empty when not measured).
         under_training: per modality, `alone_probe_accuracy -
             probe_accuracy`: what fusion left unlearned.
+        slowed_share: per modality, the share of that epoch's steps on
+            which OGM-GE slowed it (empty when not logged). Near 1 for one
+            modality: it dominates consistently; shared: the dominant one
+            changes from batch to batch.
         verdict: `"modulate"` (another modality is informative and left
             under-trained: OGM-GE's regime) or `"do not modulate"`.
         reason: why, in one sentence.
@@ -82,6 +86,7 @@ class ImbalanceDiagnosis:
     alone_probe_accuracy: Dict[str, float] = dataclasses.field(
         default_factory=dict)
     under_training: Dict[str, float] = dataclasses.field(default_factory=dict)
+    slowed_share: Dict[str, float] = dataclasses.field(default_factory=dict)
     verdict: str = DO_NOT
     reason: str = ""
 
@@ -95,7 +100,9 @@ def diagnose(alone_accuracy: Dict[str, float], coefficient: Dict[str, float],
              epoch: int = 0,
              probe_accuracy: Optional[Dict[str, float]] = None,
              alone_probe_accuracy: Optional[Dict[str, float]] = None,
-             margin: float = DEFAULT_MARGIN) -> ImbalanceDiagnosis:
+             margin: float = DEFAULT_MARGIN,
+             slowed_share: Optional[Dict[str, float]] = None
+             ) -> ImbalanceDiagnosis:
     """Judges OGM-GE's premise: a modality it does not slow is informative
     alone and left under-trained by fusion.
 
@@ -115,6 +122,7 @@ def diagnose(alone_accuracy: Dict[str, float], coefficient: Dict[str, float],
             trained alone}`.
         margin: accuracy by which a probe must fall short of its trained-
             alone probe for the encoder to count as under-trained.
+        slowed_share: optional `{modality: share of steps slowed}`, kept.
 
     Returns:
         An `ImbalanceDiagnosis`: `verdict` is `"do not modulate"` when OGM-GE
@@ -179,7 +187,8 @@ def diagnose(alone_accuracy: Dict[str, float], coefficient: Dict[str, float],
         informativeness=info, coefficient=dict(coefficient),
         ratio_trend=dict(ratio_trend or {}), warning=warning,
         probe_accuracy=probes, alone_probe_accuracy=alone_probes,
-        under_training=under, verdict=verdict, reason=reason,
+        under_training=under, slowed_share=dict(slowed_share or {}),
+        verdict=verdict, reason=reason,
     )
 
 

@@ -122,7 +122,11 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
         if epoch + 1 == self.check_epoch and self.diagnosis is None:
             coefficient = {m: float(logs.get(f"ogm/coefficient/{m}", 1.0))
                            for m in model.modalities}
-            self.diagnosis = self._diagnose(coefficient, epoch + 1)
+            slowed_share = {m: float(logs[f"ogm/slowed/{m}"])
+                            for m in model.modalities
+                            if f"ogm/slowed/{m}" in logs}
+            self.diagnosis = self._diagnose(coefficient, slowed_share,
+                                            epoch + 1)
             if self.diagnosis.warning:
                 warnings.warn(self.diagnosis.warning, stacklevel=2)
             elif self.diagnosis.verdict == DO_NOT:
@@ -137,7 +141,8 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
             logs["ogm/premise_fails"] = float(
                 self.diagnosis.verdict != MODULATE)
 
-    def _diagnose(self, coefficient, epoch) -> ImbalanceDiagnosis:
+    def _diagnose(self, coefficient, slowed_share,
+                  epoch) -> ImbalanceDiagnosis:
         """Trains the modalities alone, probes the encoders, diagnoses."""
         model = self.model
         estimator = BlendEstimator(
@@ -166,7 +171,8 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
             {m: 1.0 - errors[m] for m in model.modalities}, coefficient,
             model.num_classes, self.threshold, ratio_trend=self._ratios,
             epoch=epoch, probe_accuracy=probes,
-            alone_probe_accuracy=alone_probes, margin=self.margin)
+            alone_probe_accuracy=alone_probes, margin=self.margin,
+            slowed_share=slowed_share)
 
     def _probes(self, model, modalities, estimator) -> Dict[str, float]:
         """Linear probes of `model`'s encoders of `modalities`, trained on

@@ -211,6 +211,12 @@ def test_logs_carry_coefficients_and_ratios_and_jit_does_not_retrace(
     assert history.history["ogm/coefficient/v"] == [1.0, 1.0, 1.0]
     ratio_a, ratio_v = history.history["ogm/ratio/a"], history.history["ogm/ratio/v"]
     assert ratio_a[-1] > 1 > ratio_v[-1]  # a, the informative one, dominates
+    # The share of steps each modality is slowed: none outside the window;
+    # inside it, with two modalities, exactly one on every step.
+    slowed_a, slowed_v = (history.history["ogm/slowed/a"],
+                          history.history["ogm/slowed/v"])
+    assert slowed_a[0] == slowed_a[2] == slowed_v[0] == slowed_v[2] == 0.0
+    assert slowed_a[1] == 1.0 and slowed_v[1] == 0.0
 
 
 def test_validation_and_evaluate_report_no_modulation_trackers(

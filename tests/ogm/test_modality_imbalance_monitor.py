@@ -54,6 +54,11 @@ def test_monitor_warns_when_the_slowed_modality_is_the_only_informative_one(
     assert logs["ogm/premise_fails"] == [1.0, 1.0]
     assert logs["ogm/alone_accuracy/v"][0] == diagnosis.alone_accuracy["v"]
     assert len(diagnosis.ratio_trend["a"]) >= 2
+    # The checked epoch's share of steps each modality was slowed: two
+    # modalities, one slowed on every step, 'a' the dominant one.
+    share = diagnosis.slowed_share
+    assert share["a"] == logs["ogm/slowed/a"][1] > 0.5
+    assert share["a"] + share["v"] == pytest.approx(1.0)
 
 
 def test_monitor_is_silent_when_the_other_modality_is_informative(

@@ -56,7 +56,7 @@ def test_train_script_writes_metrics_tensorboard_and_plots(
                        "ogr_monitor/overfitting",
                        "ogr_monitor/delta_o", "ogr_monitor/delta_g",
                        "ogr_monitor/ogr")
-    ] + [f"ogm/{kind}/{m}" for kind in ("coefficient", "ratio")
+    ] + [f"ogm/{kind}/{m}" for kind in ("coefficient", "ratio", "slowed")
          for m in ("fac", "mor")]
     train_tags = read_event_scalars(str(tmp_path / "logs" / "train"))
     holdout_tags = read_event_scalars(str(tmp_path / "logs" / "validation"))
