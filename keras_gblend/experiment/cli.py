@@ -5,7 +5,10 @@
 line, `<script>: error: <message>`: a bad flag or setting exits with status
 2 (`UsageError`), a run that cannot go on (bad data, a diverged run, a file
 that cannot be written) with status 1 (`ScriptError`), Ctrl-C with 130.
-`--help` prints the script's flags and exits 0. TensorFlow's start-up lines
+`--help` prints the script's flags and exits 0. Ctrl-C is also recorded
+(`interrupted()`), so a training loop can raise it again where Python lost
+it (a `KeyboardInterrupt` raised inside a `__del__` is printed and
+dropped). TensorFlow's start-up lines
 are kept from the terminal unless the user asks for them
 (`TF_CPP_MIN_LOG_LEVEL` below 3).
 
@@ -19,6 +22,7 @@ before TensorFlow.
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
 from typing import Callable, Dict, Iterable, List, Mapping, Optional
@@ -31,6 +35,20 @@ NONE_WORDS = ("none", "None", "null")
 
 class ScriptError(Exception):
     """An error a script reports as one line, naming the flag or file."""
+
+
+_ctrl_c = {"pressed": False}
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C was pressed while `run` ran the script, even if the
+    `KeyboardInterrupt` it raised was swallowed on the way."""
+    return _ctrl_c["pressed"]
+
+
+def _on_ctrl_c(signum, frame):
+    _ctrl_c["pressed"] = True
+    raise KeyboardInterrupt
 
 
 def _script() -> str:
@@ -86,6 +104,9 @@ def run(main: Callable[[List[str]], None],
         os.environ["_KERAS_GBLEND_QUIET"] = "1"
 
     def guarded(argv):
+        # A SIGINT the caller ignores (a background job) stays ignored.
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_ctrl_c)
         try:
             main(argv)
         except app.UsageError as error:

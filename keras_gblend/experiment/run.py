@@ -20,7 +20,7 @@ from keras_gblend.callbacks.pretrain_finetune import PretrainFinetune
 from keras_gblend.callbacks.raise_on_non_finite_loss import RaiseOnNonFiniteLoss
 from keras_gblend.callbacks.resumable_checkpoint import ResumableCheckpoint
 from keras_gblend.evaluation import training_history
-from keras_gblend.experiment import build, methods, run_dir, scores
+from keras_gblend.experiment import build, cli, methods, run_dir, scores
 from keras_gblend.experiment.config import ExperimentConfig, config_from_json
 from keras_gblend.gblend.gblend_callback import GBlendCallback
 from keras_gblend.gblend.measurements import train_subset_dataset
@@ -186,10 +186,21 @@ def method_callbacks(config: ExperimentConfig, model: BlendedModel, train,
     return callbacks, gblend, premise
 
 
+class _RaiseLostCtrlC(keras.callbacks.Callback):
+    """Raises `KeyboardInterrupt` after a batch if a Ctrl-C's own was lost
+    (Python drops one raised inside a `__del__`, and training went on)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if cli.interrupted():
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end
+
+
 def _run_callbacks(config, model, model_dir) -> List:
-    """Checkpoints and TensorBoard logs in the run folder, and the concise
-    progress line."""
-    callbacks = []
+    """Checkpoints and TensorBoard logs in the run folder, the concise
+    progress line, and a Ctrl-C that cannot be lost."""
+    callbacks = [_RaiseLostCtrlC()]
     if model_dir:
         callbacks += [
             ResumableCheckpoint(run_dir.checkpoint_dir(model_dir)),

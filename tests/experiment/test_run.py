@@ -1,8 +1,14 @@
+import gc
+import os
+import signal
+
 import keras
 import numpy as np
 import pytest
 
-from keras_gblend.experiment import build, config as experiment_config, run
+import keras_gblend as kg
+from keras_gblend.experiment import build, cli, run
+from keras_gblend.experiment import config as experiment_config
 
 
 def test_early_stop_restores_the_best_holdout_epoch(tmp_path):
@@ -36,3 +42,25 @@ def test_premise_check_falls_inside_the_modulation_window():
     assert check_epoch(ogm_end_epoch=4) == 5  # epoch index 4, the last in it
     assert check_epoch(ogm_end_epoch=14) == 10
     assert check_epoch(ogm_start_epoch=12, ogm_end_epoch=14) == 13
+
+
+def test_a_ctrl_c_that_python_swallowed_still_stops_training(
+        tmp_path, monkeypatch):
+    monkeypatch.setitem(cli._ctrl_c, "pressed", False)
+
+    class InterruptedInDel:
+        def __del__(self):
+            cli._on_ctrl_c(signal.SIGINT, None)
+
+    # Python prints a KeyboardInterrupt raised inside `__del__` and drops it.
+    InterruptedInDel()
+    gc.collect()
+    assert cli.interrupted()
+    config = experiment_config.ExperimentConfig(
+        method="naive", epochs=3, verbose=0, model_dir=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        run.run_experiment(config)
+    # Stopped after the first batch: no epoch finished, none checkpointed.
+    assert not os.path.exists(tmp_path / "run" / "metrics.json")
+    assert kg.ResumableCheckpoint.saved_epoch(
+        str(tmp_path / "run" / "checkpoints")) == 0

@@ -118,14 +118,21 @@ def test_ctrl_c_is_one_line_saying_where_a_rerun_resumes(tmp_path):
     process = subprocess.Popen(
         [sys.executable, TRAIN, "--method=naive", "--epochs=500",
          "--verbose=0", f"--model_dir={run}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal, even where the test runner ignores SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     index = run / "checkpoints" / "ckpt-2.index"
     deadline = time.time() + 240
     while not index.exists() and process.poll() is None:
         assert time.time() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        pytest.fail(f"still training 120 s after Ctrl-C: {stderr[-2000:]}")
     lines = stderr.strip().splitlines()
     assert process.returncode == 130, stderr[-2000:]
     assert len(lines) == 1 and "interrupted" in lines[0], stderr[-2000:]
