@@ -42,7 +42,9 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
     Args:
         holdout: held-out data `(x, y)` or a dataset, as for G-Blend.
         train: training data; default: the data of the `fit` call.
-        check_epoch: epochs to train before checking (>= 1).
+        check_epoch: epochs to train before checking (>= 1). The checked
+            epoch must lie in the model's OGM-GE window and in the run:
+            `fit` refuses it otherwise, before training.
         epochs: epochs each modality trains alone (default `check_epoch`).
         fraction: fraction of the training data they train on (the probes
             too).
@@ -110,7 +112,33 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
                 "ModalityImbalanceMonitor needs a multi-class joint head "
                 "(its accuracy against chance)."
             )
+        self._check_the_check_epoch(model.modulation)
         self._ratios = {m: [] for m in model.modalities}
+
+    def _check_the_check_epoch(self, modulation):
+        """Refuses a check that cannot happen or cannot see OGM-GE: after
+        the last epoch, or outside the modulation window (there every
+        coefficient is 1, and the check would read "slowed no
+        modality")."""
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and self.check_epoch > epochs:
+            raise ValueError(
+                f"ModalityImbalanceMonitor: `check_epoch={self.check_epoch}` "
+                f"is after the last of the {epochs} epochs `fit` trains, so "
+                f"the premise would never be checked.")
+        start = getattr(modulation, "start_epoch", None)
+        end = getattr(modulation, "end_epoch", None)
+        epoch = self.check_epoch - 1  # the 0-based epoch the check ends
+        if start is None or (start <= epoch and (end is None or epoch <= end)):
+            return
+        window = f"{start} to {end}" if end is not None else f"{start} on"
+        raise ValueError(
+            f"ModalityImbalanceMonitor: `check_epoch={self.check_epoch}` "
+            f"checks after epoch index {epoch}, outside the model's OGM-GE "
+            f"window (`start_epoch`/`end_epoch`: epochs {window}), where "
+            f"no modality is slowed. Pick `check_epoch` between "
+            f"{start + 1} and "
+            f"{end + 1 if end is not None else 'the last epoch'}.")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}

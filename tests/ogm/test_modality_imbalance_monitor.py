@@ -111,6 +111,31 @@ def test_monitor_validates_its_arguments_and_needs_ogm(
                   callbacks=[kg.ModalityImbalanceMonitor((x, y))])
 
 
+def test_a_check_outside_the_window_or_the_run_is_refused_before_training(
+        toy_data, toy_model, sparse_ce):
+    x, y = toy_data()
+    model = toy_model(modulation=kg.OGMGE(alpha=0.5, start_epoch=1,
+                                          end_epoch=2))
+    model.compile("sgd", sparse_ce(), loss_weights=[0.0, 0.0, 1.0])
+    before = [w.copy() for w in model.get_weights()]
+    # Epoch indices 1 and 2 are modulated: check_epoch 2 and 3 see them.
+    for check_epoch in (1, 4):
+        with pytest.raises(ValueError, match=(
+                rf"`check_epoch={check_epoch}` checks after epoch index "
+                rf"{check_epoch - 1}, outside .* epochs 1 to 2.*between 2 "
+                rf"and 3")):
+            model.fit(x, y, epochs=5, verbose=0, callbacks=[
+                kg.ModalityImbalanceMonitor((x, y), check_epoch=check_epoch)])
+    with pytest.raises(ValueError, match="after the last of the 2 epochs"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[
+            kg.ModalityImbalanceMonitor((x, y), check_epoch=3)])
+    assert all(np.array_equal(a, b, equal_nan=True)  # unset ΔO/ΔG are NaN
+               for a, b in zip(before, model.get_weights()))
+    monitor = kg.ModalityImbalanceMonitor((x, y), check_epoch=3)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[monitor])
+    assert monitor.diagnosis.epoch == 3
+
+
 def test_scoring_heads_that_never_train_is_refused(
         toy_data, toy_model, sparse_ce):
     # blend_scope='all' with the uni-modal heads at weight 0: they never
