@@ -24,7 +24,7 @@ def test_speed_benchmark_tiny(tmp_path, run_script):
     out = tmp_path / "speed"
     # (The ResNet-18 section takes minutes: not here.)
     result = _run(run_script, "speed.py", "--steps=2", "--repeats=1",
-                  "--epochs=1",
+                  "--epochs=1", "--fit_repeats=1",
                   "--sections=ogm_step", "--sections=online_vs_naive",
                   "--sections=estimation",
                   "--estimation_epochs=1", "--view_sets=fac,mor",
