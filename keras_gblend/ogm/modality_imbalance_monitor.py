@@ -43,8 +43,9 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
         holdout: held-out data `(x, y)` or a dataset, as for G-Blend.
         train: training data; default: the data of the `fit` call.
         check_epoch: epochs to train before checking (>= 1). The checked
-            epoch must lie in the model's OGM-GE window and in the run:
-            `fit` refuses it otherwise, before training.
+            epoch must lie in the model's OGM-GE window (`fit` refuses
+            it otherwise, before training); a `fit` that ends before it
+            warns.
         epochs: epochs each modality trains alone (default `check_epoch`).
         fraction: fraction of the training data they train on (the probes
             too).
@@ -116,16 +117,18 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
         self._ratios = {m: [] for m in model.modalities}
 
     def _check_the_check_epoch(self, modulation):
-        """Refuses a check that cannot happen or cannot see OGM-GE: after
-        the last epoch, or outside the modulation window (there every
-        coefficient is 1, and the check would read "slowed no
-        modality")."""
+        """Refuses a check that cannot see OGM-GE: outside the modulation
+        window every coefficient is 1, and the check would read "slowed
+        no modality". Warns if this `fit` ends before the check (a later
+        `fit` that continues the run may still reach it)."""
         epochs = (self.params or {}).get("epochs")
-        if epochs is not None and self.check_epoch > epochs:
-            raise ValueError(
+        if (epochs is not None and self.check_epoch > epochs
+                and self.diagnosis is None):
+            warnings.warn(
                 f"ModalityImbalanceMonitor: `check_epoch={self.check_epoch}` "
-                f"is after the last of the {epochs} epochs `fit` trains, so "
-                f"the premise would never be checked.")
+                f"is after the last of the {epochs} epochs this `fit` "
+                f"trains: this `fit` will not check the premise.",
+                stacklevel=2)
         start = getattr(modulation, "start_epoch", None)
         end = getattr(modulation, "end_epoch", None)
         epoch = self.check_epoch - 1  # the 0-based epoch the check ends
