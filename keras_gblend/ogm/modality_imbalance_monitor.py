@@ -129,11 +129,11 @@ class ModalityImbalanceMonitor(keras.callbacks.Callback):
                 f"is after the last of the {epochs} epochs this `fit` "
                 f"trains: this `fit` will not check the premise.",
                 stacklevel=2)
-        start = getattr(modulation, "start_epoch", None)
-        end = getattr(modulation, "end_epoch", None)
         epoch = self.check_epoch - 1  # the 0-based epoch the check ends
-        if start is None or (start <= epoch and (end is None or epoch <= end)):
+        if (not hasattr(modulation, "in_window")
+                or bool(modulation.in_window(epoch))):
             return
+        start, end = modulation.start_epoch, modulation.end_epoch
         window = f"{start} to {end}" if end is not None else f"{start} on"
         raise ValueError(
             f"ModalityImbalanceMonitor: `check_epoch={self.check_epoch}` "
