@@ -239,10 +239,16 @@ def naive_row(rows, row):
     return None
 
 
+# Settings added after runs were recorded, each with the value that kept
+# the earlier behaviour: a recorded run without one ran at that value.
+LATER_SETTINGS = {"ogm_coefficient": "reference"}
+
+
 class RunProgress:
     """Finished runs, one JSON line each, so that a stopped benchmark can
     resume: a run is reused only if its configuration (every
-    `ExperimentConfig` field) is the one about to run.
+    `ExperimentConfig` field) is the one about to run. A record made before
+    a setting of `LATER_SETTINGS` existed counts as made at its value.
 
     Args:
         path: the progress file.
@@ -258,7 +264,10 @@ class RunProgress:
                 for number, line in enumerate(f, 1):
                     try:
                         entry = json.loads(line)
-                        self.records[entry["config"]] = entry
+                        fields = json.loads(entry["config"])
+                        for name, value in LATER_SETTINGS.items():
+                            fields.setdefault(name, value)
+                        self.records[self._dump(fields)] = entry
                     except (ValueError, KeyError):
                         # A line cut short when the run was killed.
                         print(f"{path}:{number}: unreadable, ignored.",
@@ -268,9 +277,12 @@ class RunProgress:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     @staticmethod
-    def key(config):
-        return json.dumps(dataclasses.asdict(config), sort_keys=True,
-                          default=str)
+    def _dump(fields):
+        return json.dumps(fields, sort_keys=True, default=str)
+
+    @classmethod
+    def key(cls, config):
+        return cls._dump(dataclasses.asdict(config))
 
     def finished(self, config):
         """The recorded run of `config`, or None."""

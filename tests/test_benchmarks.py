@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on tiny configurations."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -443,3 +444,23 @@ def test_committed_results_name_no_machine_path():
                 if re.search(r"[ =,]/(work|tmp|root|home)/", line):
                     stamped.append(os.path.relpath(path, BENCHMARKS))
     assert not stamped, stamped
+
+
+def test_resume_reads_runs_recorded_before_a_later_setting(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    import accuracy
+    from keras_gblend.experiment import config as experiment_config
+
+    reference = experiment_config.ExperimentConfig(method="ogm_ge")
+    excess = dataclasses.replace(reference, ogm_coefficient="excess")
+    old = dataclasses.asdict(reference)
+    del old["ogm_coefficient"]  # a run recorded before the setting existed
+    path = tmp_path / "p.runs.jsonl"
+    path.write_text(json.dumps({
+        "config": json.dumps(old, sort_keys=True, default=str),
+        "commit": "abc", "run": {"seed": 0}}) + "\n")
+    progress = accuracy.RunProgress(str(path), resume=True)
+    # It ran at the value that kept the earlier behaviour, and only there.
+    assert progress.finished(reference) == {"seed": 0}
+    assert progress.finished(excess) is None
+    assert progress.reused_commits == ["abc"]

@@ -51,6 +51,7 @@ def modulation(config: ExperimentConfig) -> Optional[OGMGE]:
         noise=kind == "ogm_ge",
         seed=config.seed,
         apply_to=config.ogm_apply_to,
+        coefficient=config.ogm_coefficient,
     )
 
 

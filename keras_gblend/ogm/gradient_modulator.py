@@ -269,7 +269,8 @@ class GradientModulator:
         if config.modulation:
             coefficients = ops.where(
                 active,
-                modulation_coefficients(scores, config.alpha),
+                modulation_coefficients(scores, config.alpha,
+                                        config.coefficient),
                 ops.ones_like(scores),
             )
         else:

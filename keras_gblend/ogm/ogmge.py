@@ -10,6 +10,7 @@ from keras import ops
 from keras_gblend.inputs.input_checks import check_integer
 from keras_gblend.model.gradient_transform import GradientTransform
 from keras_gblend.ogm.gradient_modulator import GradientModulator
+from keras_gblend.ogm.transforms import COEFFICIENT_FORMS
 
 PARAMS = ("kernels", "conv", "all")
 SCORE_SOURCES = ("auto", "fusion", "heads")
@@ -52,6 +53,12 @@ class OGMGE(GradientTransform):
             scaled). GE noise is drawn as in gradient mode (its std from
             the unscaled gradient) and added before the optimizer, so
             under SGD the scaled step shrinks it by `k` as well.
+        coefficient: the coefficient's form. `"reference"` (the paper, its
+            reference code): `k = 1 - tanh(alpha * rho)` for the dominant
+            modality, so one barely ahead (`rho` just above 1) is already
+            slowed to `1 - tanh(alpha)`, whichever modality that is on the
+            batch. `"excess"`: `k = 1 - tanh(alpha * (rho - 1))`, which
+            slows by the excess over balance only and is 1 at balance.
 
     Example:
 
@@ -74,7 +81,12 @@ class OGMGE(GradientTransform):
         encoder_layers: Optional[Dict[str, Sequence[str]]] = None,
         seed: Optional[int] = None,
         apply_to: str = "gradient",
+        coefficient: str = "reference",
     ):
+        if coefficient not in COEFFICIENT_FORMS:
+            raise ValueError(
+                f"`coefficient` must be one of {COEFFICIENT_FORMS}, got "
+                f"{coefficient!r}.")
         if apply_to not in APPLY_TO:
             raise ValueError(
                 f"`apply_to` must be one of {APPLY_TO}, got {apply_to!r}.")
@@ -114,6 +126,7 @@ class OGMGE(GradientTransform):
         )
         self.seed = seed
         self.apply_to = apply_to
+        self.coefficient = coefficient
 
     def get_config(self) -> Dict[str, Any]:
         return {
@@ -127,6 +140,7 @@ class OGMGE(GradientTransform):
             "encoder_layers": self.encoder_layers,
             "seed": self.seed,
             "apply_to": self.apply_to,
+            "coefficient": self.coefficient,
         }
 
     @classmethod

@@ -14,7 +14,11 @@ Modulation" (CVPR 2022), matching the public reference code:
 - coefficient `k_m = 1 - tanh(alpha * relu(rho_m))` for every modality with
   `rho_m > 1`, else 1. When no ratio exceeds 1 (equal scores), the first
   modality is slowed, exactly as the reference's `if ratio_v > 1 ... else`
-  does. At k = 2 this is the reference formula;
+  does. At k = 2 this is the reference formula. It jumps at balance: a
+  modality barely ahead (`rho_m` just above 1) is slowed to
+  `1 - tanh(alpha)`. The `"excess"` form, `1 - tanh(alpha * (rho_m - 1))`,
+  slows by the excess over balance only, and is 1 at balance (not the
+  paper's);
 - during the window `start_epoch <= epoch <= end_epoch`, each modulated
   encoder gradient becomes `g * k_m + N(0, std(g) + 1e-8)`, with `std` the
   (unbiased) standard deviation of the *unmodulated* gradient tensor and
@@ -97,12 +101,18 @@ def discrepancy_ratios(scores):
     return (ops.sum(pairwise, axis=1) - 1.0) / (k - 1)
 
 
-def modulation_coefficients(scores, alpha: float):
+COEFFICIENT_FORMS = ("reference", "excess")
+
+
+def modulation_coefficients(scores, alpha: float, form: str = "reference"):
     """OGM coefficients `k_m` from per-modality scores (see module docs).
 
     Args:
         scores: sequence or tensor of k per-modality batch score sums.
         alpha: modulation strength.
+        form: `"reference"` (the paper and its code): `1 - tanh(alpha *
+            rho_m)`; `"excess"`: `1 - tanh(alpha * (rho_m - 1))`, 1 at
+            balance.
 
     Returns:
         float32 tensor `(k,)`; 1 for modalities that are not slowed.
@@ -111,14 +121,20 @@ def modulation_coefficients(scores, alpha: float):
 
     >>> modulation_coefficients([10.0, 20.0], alpha=0.5).numpy().round(4)
     array([1.    , 0.2384], dtype=float32)
+    >>> modulation_coefficients([10.0, 20.0], 0.5, "excess").numpy().round(4)
+    array([1.    , 0.5379], dtype=float32)
     """
+    if form not in COEFFICIENT_FORMS:
+        raise ValueError(
+            f"`form` must be one of {COEFFICIENT_FORMS}, got {form!r}.")
     ratios = discrepancy_ratios(scores)
     dominant = ratios > 1.0
     first_max = ops.one_hot(ops.argmax(ratios), ratios.shape[0]) > 0
     slowed = ops.logical_or(
         dominant, ops.logical_and(ops.logical_not(ops.any(dominant)), first_max)
     )
-    slowed_value = 1.0 - ops.tanh(alpha * ops.relu(ratios))
+    excess = ratios - 1.0 if form == "excess" else ratios
+    slowed_value = 1.0 - ops.tanh(alpha * ops.relu(excess))
     return ops.where(slowed, slowed_value, ops.ones_like(ratios))
 
 

@@ -118,3 +118,14 @@ def test_noise_settings_are_refused_off_spoken_digits():
         _config(image_noise=0.5).validate()
     with pytest.raises(ValueError, match="audio_noise: must be"):
         _config(dataset="spoken_digits", audio_noise=-1.0).validate()
+
+
+def test_ogm_settings_reach_the_modulation():
+    modulation = build.modulation(_config(
+        method="ogm_ge", alpha=1.5, ogm_end_epoch=9,
+        ogm_apply_to="learning_rate", ogm_coefficient="excess"))
+    assert (modulation.alpha, modulation.end_epoch, modulation.noise,
+            modulation.apply_to, modulation.coefficient) == (
+        1.5, 9, True, "learning_rate", "excess")
+    assert build.modulation(_config(method="ogm")).coefficient == "reference"
+    assert build.modulation(_config(method="naive")) is None

@@ -69,6 +69,22 @@ def test_params_all_scales_biases_too(toy_data, toy_model, sparse_ce):
     np.testing.assert_allclose(ogm_step[bias], coefficient * plain_step[bias], rtol=1e-4, atol=1e-7)
 
 
+def test_the_excess_form_scales_by_the_excess_over_balance(
+        toy_data, toy_model, sparse_ce):
+    x, y = toy_data(n=64)
+    plain, modulated = _twin_models(
+        toy_model, sparse_ce,
+        kg.OGMGE(alpha=0.5, noise=False, coefficient="excess"))
+    scores = ogm.modality_scores(plain(x)["modality_logits"], y).numpy()
+    ratio = scores[0] / scores[1]
+    coefficient = 1 - np.tanh(0.5 * (ratio - 1))
+    # Weaker than the reference's 1 - tanh(0.5 * ratio) at the same ratio.
+    assert 1 - np.tanh(0.5 * ratio) < coefficient < 1
+    plain_step, ogm_step = _one_step(plain, x, y), _one_step(modulated, x, y, _paths(plain))
+    kernel = [p for p in plain_step if p.startswith("enc_a/") and p.endswith("kernel")][0]
+    np.testing.assert_allclose(ogm_step[kernel], coefficient * plain_step[kernel], rtol=1e-4, atol=1e-7)
+
+
 def test_outside_the_window_nothing_is_modulated(
         toy_data, toy_model, sparse_ce):
     x, y = toy_data(n=64)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_gblend as kg
 from keras_gblend import ogm
 
 
@@ -48,6 +49,30 @@ def test_modulation_coefficients_hand_computation(scores, alpha, expected):
     np.testing.assert_allclose(
         ogm.modulation_coefficients(scores, alpha).numpy(), expected, rtol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "scores, alpha, expected",
+    [
+        # ratio_a = 2 -> 1 - tanh(0.5 * (2 - 1))
+        ([20.0, 10.0], 0.5, [1 - math.tanh(0.5), 1.0]),
+        # at balance the slowed modality keeps its whole step
+        ([7.0, 7.0], 0.8, [1.0, 1.0]),
+        # k = 3: rho = [2, 2, 1/3]
+        ([3.0, 3.0, 1.0], 0.3, [1 - math.tanh(0.3), 1 - math.tanh(0.3), 1.0]),
+    ],
+)
+def test_excess_coefficients_hand_computation(scores, alpha, expected):
+    np.testing.assert_allclose(
+        ogm.modulation_coefficients(scores, alpha, "excess").numpy(),
+        expected, rtol=1e-6)
+
+
+def test_an_unknown_coefficient_form_is_refused():
+    with pytest.raises(ValueError, match="`form` must be one of"):
+        ogm.modulation_coefficients([1.0, 2.0], 0.5, "smooth")
+    with pytest.raises(ValueError, match="`coefficient` must be one of"):
+        kg.OGMGE(coefficient="smooth")
 
 
 def test_ratios_reduce_to_reference_at_two_modalities():
