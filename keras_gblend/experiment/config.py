@@ -17,7 +17,6 @@ import os
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from keras_gblend.datasets import uci_paradox
 from keras_gblend.experiment import methods
 from keras_gblend.experiment.methods import (  # noqa: F401 - re-exported
     METHODS,
@@ -26,20 +25,20 @@ from keras_gblend.experiment.methods import (  # noqa: F401 - re-exported
 )
 from keras_gblend.gblend import presets as gblend_presets
 from keras_gblend.gblend.presets import AUTO, PRESET, SPAN
-from keras_gblend.model.blended_model import BLEND_SCOPES
-from keras_gblend.networks import late_fusion
-from keras_gblend.networks.mid_fusion import MID_FUSIONS
-from keras_gblend.ogm.ogmge import APPLY_TO as OGM_APPLY_TO
-from keras_gblend.ogm.transforms import (
-    COEFFICIENT_FORMS as OGM_COEFFICIENT_FORMS)
 
-# Names the scripts offer; where a module implements them, its own tuple.
+# Names the scripts offer, written out so that `--help` and flag mistakes
+# answer before TensorFlow loads. The modules that implement them define
+# the same tuples (tests/experiment/test_config_names.py checks that they
+# agree).
 DATASETS = ("uci_mfeat", "uci_paradox", "av_digits", "uci_multilabel",
             "spoken_digits")
 UCI_VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
-LATE_FUSIONS = late_fusion.FUSIONS
+LATE_FUSIONS = ("concat", "sum", "film", "gated", "lmf", "se_gate")
 CONCAT_PRESETS = ("concat_fc0", "concat_fc1", "concat_fc2", "concat_fc4")
+MID_FUSIONS = ("mid_concat_1d", "mid_concat_2d", "mid_concat_3d", "nl_gate",
+               "mid_se_gate")
 ALL_FUSIONS = LATE_FUSIONS + CONCAT_PRESETS + MID_FUSIONS
+BLEND_SCOPES = ("all", "shared")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -47,7 +46,9 @@ AV_DIGITS_MODALITIES = ("audio", "visual")
 SPOKEN_DIGITS_MODALITIES = ("audio", "image")
 # The settings that pass their noise to `load_spoken_digits`.
 SPOKEN_DIGITS_NOISE = ("image_noise", "audio_noise")
-UCI_PARADOX_VIEWS = uci_paradox.VIEWS
+OGM_APPLY_TO = ("gradient", "learning_rate")
+OGM_COEFFICIENT_FORMS = ("reference", "excess")
+UCI_PARADOX_VIEWS = ("fac", "zer")
 # More would overflow no counter but is no run anyone means to start.
 MAX_EPOCHS = 1_000_000
 MAX_BATCH_SIZE = 2**31 - 1
